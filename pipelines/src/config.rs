@@ -1,0 +1,68 @@
+//! Backend selection shared by every role, read from the `LUSSO_*` environment (contract names).
+//!
+//! An unset variable means "embedded": the in-process bus, the Parquet event log under the data dir.
+
+use std::path::PathBuf;
+
+/// Where the backends are. Built by [`BackendConfig::from_env`]; CLI flags may override fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// `LUSSO_KAFKA_BROKERS`, e.g. `127.0.0.1:9092`; `None` = embedded bus.
+    pub kafka_brokers: Option<String>,
+    /// `LUSSO_CLICKHOUSE_URL`, e.g. `http://127.0.0.1:8123`; `None` = Parquet event log.
+    pub clickhouse_url: Option<String>,
+    /// `LUSSO_CLICKHOUSE_DATABASE` (default `lusso`) and `LUSSO_CLICKHOUSE_TABLE` (default `events`);
+    /// tests use fresh names.
+    pub clickhouse_database: String,
+    /// Event table name.
+    pub clickhouse_table: String,
+    /// `LUSSO_DATA_DIR` (default `./data`): Parquet event log and other embedded state.
+    pub data_dir: PathBuf,
+    /// `LUSSO_TOPIC_PREFIX` (default empty): prepended to every topic name; tests use a fresh one.
+    pub topic_prefix: String,
+}
+
+/// Default ClickHouse database (contract).
+pub const DEFAULT_CLICKHOUSE_DATABASE: &str = "lusso";
+/// Default ClickHouse table (contract).
+pub const DEFAULT_CLICKHOUSE_TABLE: &str = "events";
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+impl BackendConfig {
+    /// Reads the `LUSSO_*` variables.
+    pub fn from_env() -> Self {
+        BackendConfig {
+            kafka_brokers: env_nonempty("LUSSO_KAFKA_BROKERS"),
+            clickhouse_url: env_nonempty("LUSSO_CLICKHOUSE_URL"),
+            clickhouse_database: env_nonempty("LUSSO_CLICKHOUSE_DATABASE")
+                .unwrap_or_else(|| DEFAULT_CLICKHOUSE_DATABASE.into()),
+            clickhouse_table: env_nonempty("LUSSO_CLICKHOUSE_TABLE")
+                .unwrap_or_else(|| DEFAULT_CLICKHOUSE_TABLE.into()),
+            data_dir: env_nonempty("LUSSO_DATA_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            topic_prefix: env_nonempty("LUSSO_TOPIC_PREFIX").unwrap_or_default(),
+        }
+    }
+
+    /// The full name of a topic under this config's prefix.
+    pub fn topic(&self, base: &str) -> String {
+        format!("{}{}", self.topic_prefix, base)
+    }
+
+    /// Everything embedded, state under `data_dir`.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        BackendConfig {
+            data_dir: data_dir.into(),
+            clickhouse_database: DEFAULT_CLICKHOUSE_DATABASE.into(),
+            clickhouse_table: DEFAULT_CLICKHOUSE_TABLE.into(),
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! # pipelines — Lusso's event spine
+//!
+//! Layout:
+//! - [`event`]: the `lusso.event/v1` contract as typed structs, its JSON codec and the generated JSON Schema.
+//! - [`validate`]: turns untrusted JSON into an [`event::Event`] or *every* problem with its field path.
+//! - [`bus`]: the [`bus::EventBus`] trait with Kafka ([`bus::kafka`], rdkafka) and embedded
+//!   ([`bus::memory`], bounded, in-process) implementations, chosen by URL; topic names live in [`topics`].
+//! - [`log`]: the [`log::EventLog`] trait with ClickHouse ([`log::clickhouse`]) and embedded Parquet
+//!   ([`log::parquet`], queried through DataFusion) implementations.
+//! - [`quarantine`]: the "bad row" record rejected events become.
+//! - [`config`]: backend selection from `LUSSO_*` environment variables.
+//! - [`catalog`] and [`sim`]: the built-in synthetic catalogue and the seeded shopper simulator (with ground truth).
+//! - [`error`]: the crate's error enum.
+
+pub mod bus;
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod iso;
+pub mod log;
+pub mod quarantine;
+pub mod sim;
+pub mod topics;
+pub mod validate;
+
+pub use error::{Error, Result};

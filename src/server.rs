@@ -1,0 +1,227 @@
+//! Composition of the roles into running processes: `serve`, `demo`, and embedded draining.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use axum::Router;
+use indicatif::{ProgressBar, ProgressStyle};
+use ingest::collector::{self, CollectorConfig, CollectorState};
+use ingest::metrics::Metrics;
+use ingest::sink::{self, SinkConfig};
+use pipelines::bus::memory::MemoryBus;
+use pipelines::bus::EventBus;
+use pipelines::config::BackendConfig;
+use pipelines::log::EventLog;
+use pipelines::topics;
+use tokio_util::sync::CancellationToken;
+
+use crate::Role;
+
+/// A progress bar on a TTY; hidden otherwise (callers also log).
+pub(crate) fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn collector_config(config: &BackendConfig) -> CollectorConfig {
+    CollectorConfig {
+        events_topic: config.topic(topics::EVENTS),
+        quarantine_topic: config.topic(topics::QUARANTINE),
+        ..Default::default()
+    }
+}
+
+fn sink_config(config: &BackendConfig) -> SinkConfig {
+    SinkConfig {
+        events_topic: config.topic(topics::EVENTS),
+        quarantine_topic: config.topic(topics::QUARANTINE),
+        ..Default::default()
+    }
+}
+
+/// Ctrl-C / SIGTERM → cancel.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+/// A running set of roles over shared backends.
+pub(crate) struct Running {
+    pub(crate) router: Router,
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Builds the roles of `role` over `bus` and `log`.
+pub(crate) fn build(
+    config: &BackendConfig,
+    role: Role,
+    bus: Arc<dyn EventBus>,
+    log: Option<Arc<dyn EventLog>>,
+    shutdown: CancellationToken,
+) -> Running {
+    let metrics = Metrics::new();
+    let mut tasks = Vec::new();
+    if let (Role::All | Role::Sink, Some(log)) = (role, log) {
+        let (bus, metrics, token) = (bus.clone(), metrics.clone(), shutdown.clone());
+        let cfg = sink_config(config);
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = sink::run(bus, log, cfg, metrics, token).await {
+                tracing::error!(error = %e, "sink stopped with an error");
+            }
+        }));
+    }
+    let router = match role {
+        Role::All | Role::Collector => {
+            collector::app(CollectorState::new(bus, collector_config(config), metrics))
+        }
+        Role::Sink => {
+            let m = metrics.clone();
+            Router::new()
+                .route("/healthz", get(|| async { "ok" }))
+                .route("/metrics", get(move || async move { m.render() }))
+        }
+    };
+    Running { router, tasks }
+}
+
+async fn listen(addr: &str, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (LUSSO_HTTP_ADDR)"))?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// `lusso serve --role …`.
+pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signal();
+    let bus = pipelines::bus::connect(&config)?;
+    for t in [topics::EVENTS, topics::QUARANTINE] {
+        if let Err(e) = bus
+            .ensure_topic(&config.topic(t), topics::default_partitions())
+            .await
+        {
+            tracing::warn!(error = %e, topic = t, "cannot create topic yet; will retry on use");
+        }
+    }
+    let log = match role {
+        Role::All | Role::Sink => Some(pipelines::log::open(&config).await?),
+        Role::Collector => None,
+    };
+    tracing::info!(?role, %addr, bus = %bus.describe(),
+        log = %log.as_ref().map(|l| l.describe()).unwrap_or_default(), "serving");
+    let running = build(&config, role, bus, log, shutdown.clone());
+    listen(addr, running.router, shutdown.clone()).await?;
+    for t in running.tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    Ok(())
+}
+
+/// `lusso demo`: embedded backends, server, simulator.
+pub(crate) async fn demo(
+    mut config: BackendConfig,
+    addr: &str,
+    users: usize,
+    rate: f64,
+    seed: u64,
+) -> anyhow::Result<()> {
+    config.kafka_brokers = None;
+    config.clickhouse_url = None;
+    let shutdown = shutdown_on_signal();
+    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new(Default::default()));
+    let log = pipelines::log::open(&config).await?;
+    let running = build(&config, Role::All, bus, Some(log.clone()), shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (set LUSSO_HTTP_ADDR or --addr)"))?;
+    let url = format!("http://{addr}");
+    println!("Lusso demo (embedded: in-process bus, Parquet event log, no external service)");
+    println!("  collector     POST {url}/v1/events   schema {url}/v1/schemas/events");
+    println!("  health        {url}/healthz  {url}/readyz  {url}/metrics  {url}/openapi.json");
+    println!("  quarantine    {url}/v1/quarantine   (lusso quarantine list)");
+    println!(
+        "  event log     {}   (lusso query \"SELECT type, count(*) FROM events GROUP BY type\")",
+        log.describe()
+    );
+    println!("  simulator     {users} shoppers, {rate} events/s, seed {seed}, posting to {url}/v1/events");
+    println!("Press Ctrl-C to stop.");
+    let sim_args = crate::simulate::SimulateArgs::for_demo(users, rate, seed, url);
+    let sim_token = shutdown.clone();
+    let sim = tokio::spawn(async move {
+        // Give the listener a moment; the simulator retries anyway.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            r = crate::simulate::run(sim_args) => if let Err(e) = r { tracing::error!(error = %e, "simulator stopped"); },
+            _ = sim_token.cancelled() => {}
+        }
+    });
+    axum::serve(listener, running.router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    sim.abort();
+    for t in running.tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    Ok(())
+}
+
+/// Runs the sink over an embedded bus until every produced event is committed to `log`.
+pub(crate) async fn drain_embedded(
+    bus: MemoryBus,
+    log: Arc<dyn EventLog>,
+    topic: &str,
+) -> anyhow::Result<()> {
+    let token = CancellationToken::new();
+    let cfg = SinkConfig {
+        events_topic: topic.to_string(),
+        flush_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let sink_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
+    let task = tokio::spawn(sink::run(sink_bus, log, cfg, Metrics::new(), token.clone()));
+    while bus.retained(topic) > 0 {
+        if task.is_finished() {
+            anyhow::bail!("sink stopped before the import was written");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    token.cancel();
+    task.await??;
+    Ok(())
+}

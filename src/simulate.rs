@@ -1,0 +1,180 @@
+//! `lusso simulate`: the seeded shopper simulator posting through a real collector over HTTP.
+//!
+//! The simulator's clock starts `--history-hours` before now and replays that history at `--rate`
+//! events/s, then keeps pace with the wall clock (it never stamps an event in the future). A batch the
+//! collector answers with 503 is retried after `Retry-After` until accepted, so no simulated event is
+//! lost to back-pressure.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use clap::Args;
+use pipelines::catalog::Catalog;
+use pipelines::sim::{SimConfig, Simulator};
+use serde_json::{json, Value};
+
+/// Options of `lusso simulate`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct SimulateArgs {
+    /// Number of simulated shoppers.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) users: usize,
+    /// Events per second to post.
+    #[arg(long, default_value_t = 100.0)]
+    pub(crate) rate: f64,
+    /// Base URL of the collector.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub(crate) url: String,
+    /// Seed (catalogue and shoppers): the same seed gives the same shoppers and events.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// Events per request (the collector takes at most 500).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) batch: usize,
+    /// Hours of history to replay before keeping pace with the clock.
+    #[arg(long, default_value_t = 48)]
+    pub(crate) history_hours: i64,
+    /// Stop after this many events (default: run until interrupted).
+    #[arg(long)]
+    pub(crate) max_events: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub(crate) duration: Option<f64>,
+    /// Write the ground truth (true segments, tastes, banner click rates) as JSON here.
+    #[arg(long)]
+    pub(crate) truth: Option<PathBuf>,
+}
+
+impl SimulateArgs {
+    /// The demo's simulator: runs until the demo stops.
+    pub(crate) fn for_demo(users: usize, rate: f64, seed: u64, url: String) -> Self {
+        SimulateArgs {
+            users,
+            rate,
+            url,
+            seed,
+            batch: 100,
+            history_hours: 48,
+            max_events: None,
+            duration: None,
+            truth: None,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.users == 0 {
+            bail!("--users must be at least 1");
+        }
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            bail!(
+                "--rate must be a positive number of events per second, got {}",
+                self.rate
+            );
+        }
+        if !(1..=500).contains(&self.batch) {
+            bail!(
+                "--batch must be in 1..=500 (the collector's limit), got {}",
+                self.batch
+            );
+        }
+        if self.history_hours < 0 {
+            bail!("--history-hours must be ≥ 0, got {}", self.history_hours);
+        }
+        Ok(())
+    }
+}
+
+/// Posts one batch until the collector accepts it; returns how many events it rejected.
+async fn post(http: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::Result<usize> {
+    let body = json!({ "events": events });
+    for attempt in 0..120u32 {
+        let wait = match http.post(url).json(&body).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let v: Value = resp.json().await?;
+                let rejected = v["rejected"].as_array().map_or(0, Vec::len);
+                if rejected > 0 {
+                    tracing::warn!(rejected, first = %v["rejected"][0], "collector rejected simulated events");
+                }
+                return Ok(rejected);
+            }
+            Ok(resp) if resp.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(1),
+            Ok(resp) => {
+                let status = resp.status();
+                bail!(
+                    "collector answered {status}: {}",
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+            Err(e) => {
+                if attempt % 10 == 0 {
+                    tracing::warn!(error = %e, "collector unreachable; retrying");
+                }
+                1
+            }
+        };
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+    }
+    bail!("collector at {url} did not accept a batch for 2 minutes")
+}
+
+/// Runs the simulator until `max_events`/`duration` (or forever).
+pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    args.validate()?;
+    let catalog = Arc::new(Catalog::generate(args.seed));
+    let start = Utc::now() - chrono::Duration::hours(args.history_hours);
+    let mut sim = Simulator::new(SimConfig::new(args.seed, args.users, start), catalog);
+    if let Some(path) = &args.truth {
+        sim.truth()
+            .write_json(path)
+            .with_context(|| format!("writing ground truth to {}", path.display()))?;
+    }
+    let url = format!("{}/v1/events", args.url.trim_end_matches('/'));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let started = Instant::now();
+    let mut next_send = Instant::now();
+    let (mut sent, mut rejected) = (0u64, 0u64);
+    let mut last_log = Instant::now();
+    loop {
+        if args.max_events.is_some_and(|m| sent >= m)
+            || args
+                .duration
+                .is_some_and(|d| started.elapsed().as_secs_f64() >= d)
+        {
+            break;
+        }
+        let want = args
+            .max_events
+            .map_or(args.batch, |m| args.batch.min((m - sent) as usize));
+        let events = sim.next_events_until(Utc::now(), want);
+        if events.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        tokio::time::sleep_until(next_send.into()).await;
+        rejected += post(&http, &url, &events).await? as u64;
+        sent += events.len() as u64;
+        next_send += Duration::from_secs_f64(events.len() as f64 / args.rate);
+        // Do not bank unused rate after a stall: at most one second of burst.
+        next_send = next_send.max(Instant::now() - Duration::from_secs(1));
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            last_log = Instant::now();
+            tracing::info!(sent, rejected, eps = sent as f64 / started.elapsed().as_secs_f64(),
+                sim_clock = %sim.clock(), "simulator progress");
+        }
+    }
+    println!(
+        "simulated {sent} events ({rejected} rejected) in {:.1} s to {url}",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
