@@ -239,13 +239,17 @@ async fn import_online_retail(config: BackendConfig, path: &std::path::Path) -> 
     eprintln!("{report}");
     let now = chrono::Utc::now();
     let mut records = Vec::with_capacity(raw.len());
-    for (i, v) in raw.iter().enumerate() {
-        match pipelines::validate::validate_event(v, now) {
+    let mut bad = Vec::new();
+    for (i, v) in raw.into_iter().enumerate() {
+        match pipelines::validate::validate_event(&v, now) {
             Ok(mut e) => {
                 e.received_at = Some(now);
                 records.push(Record::new(e.key().as_bytes().to_vec(), e.to_json_bytes()));
             }
-            Err(errs) => bail!("imported event {i} is invalid: {errs:?}"),
+            Err(errs) => {
+                let row = pipelines::quarantine::BadRow::new("import", Some(i), errs, v);
+                bad.push(Record::new(row.key(), serde_json::to_vec(&row)?));
+            }
         }
     }
     let total = records.len();
@@ -266,6 +270,16 @@ async fn import_online_retail(config: BackendConfig, path: &std::path::Path) -> 
         progress.inc(chunk.len() as u64);
     }
     progress.finish();
+    if !bad.is_empty() {
+        eprintln!(
+            "{} imported events failed validation and went to quarantine",
+            bad.len()
+        );
+        for chunk in bad.chunks(500) {
+            bus.produce(&config.topic(topics::QUARANTINE), chunk.to_vec())
+                .await?;
+        }
+    }
     if embedded {
         let log = pipelines::log::open(&config).await?;
         server::drain_embedded(memory, log.clone(), &events_topic).await?;
