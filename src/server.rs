@@ -95,7 +95,7 @@ pub(crate) fn build(
     let metrics = Metrics::new();
     let mut tasks = Vec::new();
     if let (Role::All | Role::Sink, Some(log)) = (role, log) {
-        let (bus, metrics, token) = (bus.clone(), metrics.clone(), shutdown.clone());
+        let (bus, metrics, token) = (bus.clone(), metrics.clone(), shutdown);
         let cfg = sink_config(config);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = sink::run(bus, log, cfg, metrics, token).await {
@@ -108,7 +108,7 @@ pub(crate) fn build(
             collector::app(CollectorState::new(bus, collector_config(config), metrics))
         }
         Role::Sink => {
-            let m = metrics.clone();
+            let m = metrics;
             Router::new()
                 .route("/healthz", get(|| async { "ok" }))
                 .route("/metrics", get(move || async move { m.render() }))

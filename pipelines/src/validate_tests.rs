@@ -46,7 +46,7 @@ fn accepts_every_type_with_minimum_properties() {
         ),
         (
             "purchase",
-            json!({"order_id":"O1","currency":"EUR","total":10.5,"lines":[line.clone()]}),
+            json!({"order_id":"O1","currency":"EUR","total":10.5,"lines":[line]}),
         ),
         ("return", json!({"order_id":"O1","lines":[line]})),
         (

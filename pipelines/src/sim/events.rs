@@ -210,7 +210,7 @@ mod tests {
         validate_event(&e).unwrap();
         let bad = env.event(Uuid::nil(), "search", 0, json!({"q": "x"}));
         assert!(validate_event(&bad).is_err());
-        let mut extra = e.clone();
+        let mut extra = e;
         extra["extra"] = json!(1);
         assert!(validate_event(&extra).is_err());
     }

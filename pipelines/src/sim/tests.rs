@@ -45,7 +45,7 @@ fn kind(e: &Value) -> &str {
 fn same_seed_same_stream_regardless_of_chunking() {
     let cfg = SimConfig::new(11, 300, start());
     let mut a = Simulator::new(cfg.clone(), catalog());
-    let mut b = Simulator::new(cfg.clone(), catalog());
+    let mut b = Simulator::new(cfg, catalog());
     let one = a.next_events(20_000);
     let mut chunked = Vec::new();
     while chunked.len() < 20_000 {
