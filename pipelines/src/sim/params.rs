@@ -122,34 +122,8 @@ const SEGMENT_PARAMS: [SegmentParams; 5] = [
     seg([0.15, 0.2, 0.55, 2.0, 0.010, 300.0, 1.0, 0.85]),  // Lapsed
 ];
 
-/// Device of a session, as in the event contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Device {
-    /// Desktop browser.
-    Desktop,
-    /// Mobile browser.
-    Mobile,
-    /// Tablet browser.
-    Tablet,
-    /// Native app.
-    App,
-    /// Server-side / back-office (used for `return` events).
-    Other,
-}
-
-impl Device {
-    /// Contract string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Device::Desktop => "desktop",
-            Device::Mobile => "mobile",
-            Device::Tablet => "tablet",
-            Device::App => "app",
-            Device::Other => "other",
-        }
-    }
-}
+/// Device of a session: the event contract's own type.
+pub use crate::event::Device;
 
 /// Shopper devices: (device, traffic share, conversion multiplier).
 pub(crate) const DEVICES: [(Device, f64, f64); 4] = [
