@@ -213,9 +213,10 @@ pub(crate) async fn drain_embedded(
         flush_interval: Duration::from_millis(200),
         ..Default::default()
     };
+    let group = cfg.group.clone();
     let sink_bus: Arc<dyn EventBus> = Arc::new(bus.clone());
     let task = tokio::spawn(sink::run(sink_bus, log, cfg, Metrics::new(), token.clone()));
-    while bus.retained(topic) > 0 {
+    while bus.lag(topic, &group) > 0 {
         if task.is_finished() {
             anyhow::bail!("sink stopped before the import was written");
         }

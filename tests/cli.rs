@@ -52,6 +52,34 @@ fn demo_serves_and_simulated_events_are_queryable() {
 }
 
 #[test]
+fn embedded_import_goes_through_the_bus_into_parquet() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = vec![("LUSSO_DATA_DIR", dir.path().display().to_string())];
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/online_retail/online_retail.csv.gz"
+    );
+    for _ in 0..2 {
+        let mut import = lusso(&envs);
+        import.args(["import", "online-retail", data]);
+        run_ok(import);
+    }
+    let count = |sql: &str| query_count(&envs, sql);
+    assert_eq!(
+        count("SELECT count(*) FROM events WHERE type = 'purchase'"),
+        Some(20_725)
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM events WHERE type = 'return'"),
+        Some(3_836)
+    );
+    assert_eq!(
+        count("SELECT count(DISTINCT user_id) FROM events"),
+        Some(4_372)
+    );
+}
+
+#[test]
 fn query_reports_bad_sql_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let envs = vec![("LUSSO_DATA_DIR", dir.path().display().to_string())];

@@ -21,6 +21,8 @@ trait Outage {
     async fn begin(&mut self, b: &Backends) -> usize;
     /// Gives the bus back.
     async fn end(&mut self, b: &Backends);
+    /// Whether the bus still answers a ping during the outage (a full bus does; a dead broker does not).
+    fn reachable_during(&self) -> bool;
 }
 
 async fn bus_outage(b: Backends, mut outage: impl Outage) {
@@ -40,6 +42,12 @@ async fn bus_outage(b: Backends, mut outage: impl Outage) {
     assert_eq!(headers.get("retry-after").unwrap(), "1");
     assert_eq!(body["error"]["field"], "backend");
     assert!(body.get("accepted").is_none());
+    let want_ready = if outage.reachable_during() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    assert_eq!(get(&app, "/readyz").await.0, want_ready);
 
     outage.end(&b).await;
     let start = Instant::now();
@@ -109,6 +117,10 @@ impl Outage for FullBus {
             .await
             .unwrap();
         self.sub = None;
+    }
+
+    fn reachable_during(&self) -> bool {
+        true
     }
 }
 
@@ -192,6 +204,10 @@ impl Outage for KilledBroker {
 
     async fn end(&mut self, _: &Backends) {
         self.0.start();
+    }
+
+    fn reachable_during(&self) -> bool {
+        false
     }
 }
 

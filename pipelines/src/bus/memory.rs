@@ -1,9 +1,11 @@
 //! The embedded bus: an in-process, bounded log with Kafka-like consumer groups.
 //!
-//! Bound: each partition holds at most [`MemoryBusConfig::max_messages_per_partition`] messages. Messages
-//! every group on the topic has committed are trimmed; when a partition is still full, `produce` fails with
-//! [`Error::Full`] and appends nothing (the collector turns that into `503 + Retry-After`), so nothing
-//! accepted is ever dropped. Until a topic has a group, nothing is trimmed.
+//! Bound: each partition holds at most [`MemoryBusConfig::max_messages_per_partition`] messages (size-based
+//! retention, as in Kafka, so a group that joins later still reads the retained history). When a partition
+//! is full, the messages every group on the topic has committed are dropped first; if it is still full,
+//! `produce` fails with [`Error::Full`] and appends nothing (the collector turns that into
+//! `503 + Retry-After`), so nothing accepted is ever dropped before its consumers have it. Until a topic has
+//! a group, nothing is dropped.
 //!
 //! Groups: members of one group split the partitions (`partition % members == rank`, ranks by join
 //! order); a member that is given a partition starts from the group's committed offset, like a Kafka
@@ -101,6 +103,27 @@ impl MemoryBus {
                 config,
             }),
         }
+    }
+
+    /// Messages of `topic` that group `group` has not committed yet (its lag); the whole topic for a
+    /// group that does not exist.
+    pub fn lag(&self, topic: &str, group: &str) -> usize {
+        let state = self.shared.lock();
+        let Some(t) = state.topics.get(topic) else {
+            return 0;
+        };
+        let committed = t.groups.get(group).map(|g| &g.committed);
+        t.partitions
+            .iter()
+            .enumerate()
+            .map(|(p, part)| {
+                let c = committed
+                    .and_then(|c| c.get(&(p as i32)).copied())
+                    .unwrap_or(0)
+                    .max(part.base);
+                (part.end() - c).max(0) as usize
+            })
+            .sum()
     }
 
     /// Messages currently retained in a topic (for metrics and tests).
@@ -310,7 +333,6 @@ impl Subscription for MemorySubscription {
             let c = g.committed.entry(*p).or_insert(0);
             *c = (*c).max(*o);
         }
-        trim(t);
         Ok(())
     }
 }
@@ -330,5 +352,99 @@ impl Drop for MemorySubscription {
             t.groups
                 .retain(|_, g| !(g.members.is_empty() && g.committed.is_empty()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, n: usize) -> Record {
+        Record::new(key.as_bytes().to_vec(), format!("m{n}").into_bytes())
+    }
+
+    #[tokio::test]
+    async fn one_key_stays_in_order_and_groups_resume_from_commits() {
+        let bus = MemoryBus::new(MemoryBusConfig::default());
+        let records: Vec<Record> = (0..10).map(|i| rec("shopper-1", i)).collect();
+        bus.produce("t", records).await.unwrap();
+        let mut sub = bus.subscribe("t", "g").await.unwrap();
+        let got = sub.poll(4, Duration::from_millis(50)).await.unwrap();
+        let payloads: Vec<&[u8]> = got.iter().map(|m| m.payload.as_ref()).collect();
+        assert_eq!(payloads, vec![b"m0" as &[u8], b"m1", b"m2", b"m3"]);
+        sub.commit(&Offsets::after(&got)).await.unwrap();
+        // Uncommitted messages 4.. are redelivered to the next member of the group.
+        let _ = sub.poll(3, Duration::from_millis(50)).await.unwrap();
+        drop(sub);
+        let mut again = bus.subscribe("t", "g").await.unwrap();
+        let rest = again.poll(100, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(rest.len(), 6);
+        assert_eq!(rest[0].payload.as_ref(), b"m4");
+        // Another group starts from the beginning, independently.
+        let mut other = bus.subscribe("t", "h").await.unwrap();
+        assert_eq!(
+            other
+                .poll(100, Duration::from_millis(50))
+                .await
+                .unwrap()
+                .len(),
+            10
+        );
+    }
+
+    #[tokio::test]
+    async fn members_of_a_group_split_the_partitions() {
+        let bus = MemoryBus::new(MemoryBusConfig {
+            default_partitions: 4,
+            ..Default::default()
+        });
+        let records: Vec<Record> = (0..400).map(|i| rec(&format!("k{i}"), i)).collect();
+        bus.produce("t", records).await.unwrap();
+        let mut a = bus.subscribe("t", "g").await.unwrap();
+        let mut b = bus.subscribe("t", "g").await.unwrap();
+        let got_a = a.poll(1000, Duration::from_millis(50)).await.unwrap();
+        let got_b = b.poll(1000, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(got_a.len() + got_b.len(), 400);
+        let parts = |m: &[Message]| {
+            let mut p: Vec<i32> = m.iter().map(|m| m.partition).collect();
+            p.sort();
+            p.dedup();
+            p
+        };
+        assert_eq!(parts(&got_a), vec![0, 2]);
+        assert_eq!(parts(&got_b), vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn full_partition_rejects_the_whole_batch_until_committed() {
+        let bus = MemoryBus::new(MemoryBusConfig {
+            default_partitions: 1,
+            max_messages_per_partition: 5,
+        });
+        let mut sub = bus.subscribe("t", "g").await.unwrap();
+        bus.produce("t", (0..4).map(|i| rec("k", i)).collect())
+            .await
+            .unwrap();
+        let err = bus
+            .produce("t", (4..6).map(|i| rec("k", i)).collect())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Full(_)), "{err}");
+        assert_eq!(
+            bus.retained("t"),
+            4,
+            "nothing of the refused batch was appended"
+        );
+        let got = sub.poll(10, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(bus.lag("t", "g"), 4);
+        sub.commit(&Offsets::after(&got)).await.unwrap();
+        assert_eq!(bus.lag("t", "g"), 0);
+        assert_eq!(bus.retained("t"), 4, "retained until room is needed");
+        bus.produce("t", (4..6).map(|i| rec("k", i)).collect())
+            .await
+            .unwrap();
+        assert_eq!(bus.retained("t"), 2, "committed messages made room");
+        let got = sub.poll(10, Duration::from_millis(50)).await.unwrap();
+        assert_eq!(got[0].offset, 4);
     }
 }
