@@ -45,14 +45,14 @@ struct Args {
 fn event(i: usize) -> Value {
     json!({
         "event_id": uuid::Uuid::new_v4().to_string(),
-        "type": if i % 10 == 0 { "add_to_cart" } else { "product_view" },
+        "type": if i.is_multiple_of(10) { "add_to_cart" } else { "product_view" },
         "ts": chrono::Utc::now().to_rfc3339(),
-        "user_id": if i % 3 == 0 { Value::Null } else { json!(format!("U{:07}", i % 100_000)) },
+        "user_id": if i.is_multiple_of(3) { Value::Null } else { json!(format!("U{:07}", i % 100_000)) },
         "anonymous_id": format!("anon-{}", i % 200_000),
         "session_id": format!("s-{}", i / 20),
         "market": "IT",
         "device": "mobile",
-        "properties": if i % 10 == 0 {
+        "properties": if i.is_multiple_of(10) {
             json!({"product_id": format!("P{:06}", i % 2400), "variant_id": format!("P{:06}-NER-42", i % 2400),
                    "size": "42", "quantity": 1, "price": 249.0})
         } else {
