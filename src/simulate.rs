@@ -87,6 +87,20 @@ impl SimulateArgs {
     }
 }
 
+/// Namespace of re-keyed simulator event ids.
+const RUN_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6c75_7373_6f2d_7369_6d2d_7275_6e00_0001);
+
+/// Derives each event's id from the run (its start time) and the simulator's own id: reproducible for the
+/// same seed and start, distinct across runs.
+fn rekey(events: &mut [Value], run_id: i64) {
+    for e in events {
+        if let Some(id) = e["event_id"].as_str() {
+            let fresh = uuid::Uuid::new_v5(&RUN_NAMESPACE, format!("{run_id}:{id}").as_bytes());
+            e["event_id"] = Value::String(fresh.to_string());
+        }
+    }
+}
+
 /// Posts one batch until the collector accepts it; returns how many events it rejected.
 async fn post(http: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::Result<usize> {
     let body = json!({ "events": events });
@@ -136,6 +150,9 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             .write_json(path)
             .with_context(|| format!("writing ground truth to {}", path.display()))?;
     }
+    // The simulator's ids depend only on the seed; a run starting at another time produces different
+    // events and must not collide with an earlier run's ids in the (deduplicating) event log.
+    let run_id = start.timestamp_millis();
     let url = format!("{}/v1/events", args.url.trim_end_matches('/'));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -155,7 +172,8 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let want = args
             .max_events
             .map_or(args.batch, |m| args.batch.min((m - sent) as usize));
-        let events = sim.next_events_until(Utc::now(), want);
+        let mut events = sim.next_events_until(Utc::now(), want);
+        rekey(&mut events, run_id);
         if events.is_empty() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -177,4 +195,23 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rekeyed_ids_are_stable_per_run_and_distinct_across_runs() {
+        let original = json!({"event_id": "6f1c1a8e-6a55-4c1b-9a8e-2f4d3c2b1a00"});
+        let ids = |run| {
+            let mut e = vec![original.clone()];
+            rekey(&mut e, run);
+            e[0]["event_id"].as_str().unwrap().to_string()
+        };
+        assert_eq!(ids(1), ids(1));
+        assert_ne!(ids(1), ids(2));
+        assert_ne!(ids(1), original["event_id"].as_str().unwrap());
+        assert!(uuid::Uuid::parse_str(&ids(1)).is_ok());
+    }
 }
