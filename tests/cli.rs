@@ -16,7 +16,7 @@ fn demo_serves_and_simulated_events_are_queryable() {
         ("LUSSO_HTTP_ADDR", addr.clone()),
     ];
     let mut cmd = lusso(&envs);
-    cmd.args(["demo", "--rate", "2000", "--users", "300"]);
+    cmd.args(["demo", "--rate", "2000", "--users", "2000"]);
     let _demo = Proc::spawn(cmd);
     wait_until(Duration::from_secs(60), "demo /healthz", || {
         http_get(&addr, "/healthz").is_some_and(|(s, _)| s == 200)
@@ -117,11 +117,12 @@ fn production_roles_simulate_import_and_query() {
         http_get(&addr, "/readyz").is_some_and(|(s, _)| s == 200)
     });
 
+    // 2,000 shoppers make ~10,000 events in the 48 h of replayed history: 1,000 never wait on the clock.
     let mut sim = lusso(&envs);
     sim.args([
         "simulate",
         "--users",
-        "200",
+        "2000",
         "--rate",
         "5000",
         "--max-events",
