@@ -1,5 +1,6 @@
 //! `lusso`: the command line and composition root of every Lusso role.
 
+mod features_role;
 mod server;
 mod simulate;
 
@@ -66,6 +67,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Offline features: point-in-time exports for training and reward models.
+    Features {
+        #[command(subcommand)]
+        action: FeaturesAction,
+    },
+    /// Learned customer segments (k-means over RFM, behaviour and category affinities).
+    Segments {
+        #[command(subcommand)]
+        action: SegmentsAction,
+    },
     /// Inspect or replay rejected events ("bad rows").
     Quarantine {
         #[command(subcommand)]
@@ -82,6 +93,44 @@ enum ImportDataset {
     OnlineRetail {
         /// Path to the .csv.gz (or .csv) file.
         path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeaturesAction {
+    /// Every shopper's features as they were at an instant (replayed from the event log; nothing after the instant
+    /// is read). JSON lines on stdout or to --out.
+    Export {
+        /// RFC 3339 instant (e.g. 2026-11-01T00:00:00Z) or `now`.
+        #[arg(long)]
+        as_of: String,
+        /// Write JSON lines to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also store the snapshot: ClickHouse `user_features` (LUSSO_CLICKHOUSE_URL) or Parquet under
+        /// LUSSO_DATA_DIR/features.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Compare the online store (LUSSO_REDIS_URL) with a from-scratch recomputation over the event log; exits 1 on
+    /// any difference. Run it when the consumers have caught up.
+    Verify {
+        /// RFC 3339 instant or `now`.
+        #[arg(long, default_value = "now")]
+        as_of: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SegmentsAction {
+    /// Train the clusters from the event log, store the model (LUSSO_REDIS_URL) and print the summaries.
+    Train {
+        /// Print the model as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -103,12 +152,14 @@ enum QuarantineAction {
 /// Roles a process can play.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Role {
-    /// Collector and sink in one process.
+    /// Collector, sink and features in one process.
     All,
     /// HTTP collector only.
     Collector,
     /// Bus → event-log sink only.
     Sink,
+    /// Feature consumers (bus → Redis / in-memory store) and the features API.
+    Features,
 }
 
 fn init_tracing() {
@@ -148,6 +199,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Quarantine { action, url } => quarantine(config, action, &url).await,
+        Command::Features {
+            action: FeaturesAction::Export { as_of, out, write },
+        } => features_role::export(config, &as_of, out, write).await,
+        Command::Features {
+            action: FeaturesAction::Verify { as_of, json },
+        } => features_role::verify(config, &as_of, json).await,
+        Command::Segments {
+            action: SegmentsAction::Train { json },
+        } => features_role::train(config, json).await,
     }
 }
 

@@ -17,6 +17,8 @@ use pipelines::log::EventLog;
 use pipelines::topics;
 use tokio_util::sync::CancellationToken;
 
+use features::FeaturesConfig;
+
 use crate::Role;
 
 /// A progress bar on a TTY; hidden otherwise (callers also log).
@@ -85,17 +87,18 @@ pub(crate) struct Running {
 }
 
 /// Builds the roles of `role` over `bus` and `log`.
-pub(crate) fn build(
+pub(crate) async fn build(
     config: &BackendConfig,
     role: Role,
     bus: Arc<dyn EventBus>,
     log: Option<Arc<dyn EventLog>>,
+    features: FeaturesConfig,
     shutdown: CancellationToken,
-) -> Running {
+) -> anyhow::Result<Running> {
     let metrics = Metrics::new();
     let mut tasks = Vec::new();
-    if let (Role::All | Role::Sink, Some(log)) = (role, log) {
-        let (bus, metrics, token) = (bus.clone(), metrics.clone(), shutdown);
+    if let (Role::All | Role::Sink, Some(log)) = (role, log.clone()) {
+        let (bus, metrics, token) = (bus.clone(), metrics.clone(), shutdown.clone());
         let cfg = sink_config(config);
         tasks.push(tokio::spawn(async move {
             if let Err(e) = sink::run(bus, log, cfg, metrics, token).await {
@@ -103,18 +106,38 @@ pub(crate) fn build(
             }
         }));
     }
+    let features_router = match role {
+        Role::All | Role::Features => {
+            let f = crate::features_role::start(
+                config,
+                features,
+                bus.clone(),
+                log,
+                metrics.registry(),
+                shutdown,
+            )
+            .await?;
+            tasks.extend(f.tasks);
+            Some(f.router)
+        }
+        Role::Collector | Role::Sink => None,
+    };
     let router = match role {
         Role::All | Role::Collector => {
             collector::app(CollectorState::new(bus, collector_config(config), metrics))
         }
-        Role::Sink => {
+        Role::Sink | Role::Features => {
             let m = metrics;
             Router::new()
                 .route("/healthz", get(|| async { "ok" }))
                 .route("/metrics", get(move || async move { m.render() }))
         }
     };
-    Running { router, tasks }
+    let router = match features_router {
+        Some(f) => router.merge(f),
+        None => router,
+    };
+    Ok(Running { router, tasks })
 }
 
 async fn listen(addr: &str, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -140,12 +163,20 @@ pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyh
         }
     }
     let log = match role {
-        Role::All | Role::Sink => Some(pipelines::log::open(&config).await?),
+        Role::All | Role::Sink | Role::Features => Some(pipelines::log::open(&config).await?),
         Role::Collector => None,
     };
     tracing::info!(?role, %addr, bus = %bus.describe(),
         log = %log.as_ref().map(|l| l.describe()).unwrap_or_default(), "serving");
-    let running = build(&config, role, bus, log, shutdown.clone());
+    let running = build(
+        &config,
+        role,
+        bus,
+        log,
+        FeaturesConfig::from_env()?,
+        shutdown.clone(),
+    )
+    .await?;
     listen(addr, running.router, shutdown.clone()).await?;
     for t in running.tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
@@ -166,7 +197,20 @@ pub(crate) async fn demo(
     let shutdown = shutdown_on_signal();
     let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new(Default::default()));
     let log = pipelines::log::open(&config).await?;
-    let running = build(&config, Role::All, bus, Some(log.clone()), shutdown.clone());
+    // Embedded: the in-memory feature store, whatever LUSSO_REDIS_URL says.
+    let features = FeaturesConfig {
+        redis_url: None,
+        ..FeaturesConfig::from_env()?
+    };
+    let running = build(
+        &config,
+        Role::All,
+        bus,
+        Some(log.clone()),
+        features,
+        shutdown.clone(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (set LUSSO_HTTP_ADDR or --addr)"))?;
@@ -175,6 +219,7 @@ pub(crate) async fn demo(
     println!("  collector     POST {url}/v1/events   schema {url}/v1/schemas/events");
     println!("  health        {url}/healthz  {url}/readyz  {url}/metrics  {url}/openapi.json");
     println!("  quarantine    {url}/v1/quarantine   (lusso quarantine list)");
+    println!("  features      {url}/v1/users/{{id}}/features  {url}/v1/users/{{id}}/segment  {url}/v1/products/{{id}}/features  {url}/v1/segments");
     println!(
         "  event log     {}   (lusso query \"SELECT type, count(*) FROM events GROUP BY type\")",
         log.describe()

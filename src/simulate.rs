@@ -28,9 +28,12 @@ pub(crate) struct SimulateArgs {
     /// Base URL of the collector.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub(crate) url: String,
-    /// Seed (catalogue and shoppers): the same seed gives the same shoppers and events.
+    /// Seed of the shoppers: the same seed gives the same shoppers and events.
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
+    /// Seed of the built-in catalogue (must match the server's LUSSO_CATALOG_SEED).
+    #[arg(long, env = "LUSSO_CATALOG_SEED", default_value_t = pipelines::config::DEFAULT_CATALOG_SEED)]
+    pub(crate) catalog_seed: u64,
     /// Events per request (the collector takes at most 500).
     #[arg(long, default_value_t = 100)]
     pub(crate) batch: usize,
@@ -56,6 +59,7 @@ impl SimulateArgs {
             rate,
             url,
             seed,
+            catalog_seed: pipelines::config::DEFAULT_CATALOG_SEED,
             batch: 100,
             history_hours: 48,
             max_events: None,
@@ -142,7 +146,7 @@ async fn post(http: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::Re
 /// Runs the simulator until `max_events`/`duration` (or forever).
 pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     args.validate()?;
-    let catalog = Arc::new(Catalog::generate(args.seed));
+    let catalog = Arc::new(Catalog::generate(args.catalog_seed));
     let start = Utc::now() - chrono::Duration::hours(args.history_hours);
     let mut sim = Simulator::new(SimConfig::new(args.seed, args.users, start), catalog);
     if let Some(path) = &args.truth {

@@ -20,7 +20,13 @@ pub struct BackendConfig {
     pub data_dir: PathBuf,
     /// `LUSSO_TOPIC_PREFIX` (default empty): prepended to every topic name; tests use a fresh one.
     pub topic_prefix: String,
+    /// `LUSSO_CATALOG_SEED` (default 42): seed of the built-in synthetic catalogue every role and the simulator
+    /// share (product attributes for features, prices for serving).
+    pub catalog_seed: u64,
 }
+
+/// Default catalogue seed (the demo's).
+pub const DEFAULT_CATALOG_SEED: u64 = 42;
 
 /// Default ClickHouse database (contract).
 pub const DEFAULT_CLICKHOUSE_DATABASE: &str = "lusso";
@@ -48,6 +54,9 @@ impl BackendConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("data")),
             topic_prefix: env_nonempty("LUSSO_TOPIC_PREFIX").unwrap_or_default(),
+            catalog_seed: env_nonempty("LUSSO_CATALOG_SEED")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_CATALOG_SEED),
         }
     }
 
@@ -62,6 +71,7 @@ impl BackendConfig {
             data_dir: data_dir.into(),
             clickhouse_database: DEFAULT_CLICKHOUSE_DATABASE.into(),
             clickhouse_table: DEFAULT_CLICKHOUSE_TABLE.into(),
+            catalog_seed: DEFAULT_CATALOG_SEED,
             ..Default::default()
         }
     }

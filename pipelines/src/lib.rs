@@ -14,6 +14,7 @@
 
 pub mod bus;
 pub mod catalog;
+pub mod commerce;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -2,6 +2,8 @@
 
 /// Validated behavioural events from the collector.
 pub const EVENTS: &str = "lusso.events.v1";
+/// Commerce events (stock levels, orders) from the commerce service's outbox; see [`crate::commerce`].
+pub const COMMERCE: &str = "lusso.commerce.v1";
 /// Rejected events with their reasons ("bad rows"), inspectable and replayable.
 pub const QUARANTINE: &str = "lusso.events.quarantine";
 

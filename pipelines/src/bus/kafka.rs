@@ -338,4 +338,26 @@ impl Subscription for KafkaSubscription {
             .map_err(|e| Error::Internal(format!("commit task: {e}")))?
             .map_err(|e| unavailable("commit", e))
     }
+
+    async fn lag(&mut self) -> Result<Option<u64>> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let positions = consumer
+                .position()
+                .map_err(|e| unavailable("position", e))?;
+            let mut lag = None;
+            for e in positions.elements_for_topic(&topic) {
+                if let Offset::Offset(pos) = e.offset() {
+                    let (_, high) = consumer
+                        .fetch_watermarks(&topic, e.partition(), Duration::from_secs(2))
+                        .map_err(|e| unavailable("watermarks", e))?;
+                    *lag.get_or_insert(0u64) += (high - pos).max(0) as u64;
+                }
+            }
+            Ok(lag)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("lag task: {e}")))?
+    }
 }

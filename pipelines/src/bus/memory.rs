@@ -335,6 +335,22 @@ impl Subscription for MemorySubscription {
         }
         Ok(())
     }
+
+    async fn lag(&mut self) -> Result<Option<u64>> {
+        let state = self.shared.lock();
+        let Some(t) = state.topics.get(&self.topic) else {
+            return Ok(Some(0));
+        };
+        let lag = self
+            .positions
+            .iter()
+            .map(|(p, pos)| {
+                let part = &t.partitions[*p as usize];
+                (part.end() - (*pos).max(part.base)).max(0) as u64
+            })
+            .sum();
+        Ok(Some(lag))
+    }
 }
 
 impl Drop for MemorySubscription {

@@ -106,6 +106,10 @@ pub trait Subscription: Send {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Message>>;
     /// Commits the group's position; call only after the messages' effects are durable.
     async fn commit(&mut self, offsets: &Offsets) -> Result<()>;
+    /// Messages on this member's partitions not yet returned by `poll` (`None` when the bus cannot tell).
+    async fn lag(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// Connects the bus named by the config: Kafka when `kafka_brokers` is set, else a new embedded bus.

@@ -5,13 +5,18 @@
 //! `DateTime` seconds plus a `ts_ms` millisecond column, because the supported server (18.16) has no
 //! DateTime64. Rows go in as one `RowBinary` insert per batch; `append` returns after ClickHouse has
 //! acknowledged the insert, which is when the sink commits its offsets.
+//!
+//! [`EventLog::scan`] reads with `FINAL` and orders by the millisecond timestamp
+//! `toInt64(toUnixTimestamp(ts)) * 1000 + ts_ms`, then `event_id` (a `String` holding the canonical
+//! lowercase UUID, so byte order is the scan's string order). `received_at` is stored in whole seconds.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use clickhouse::{Client, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{EventLog, EventRow, QueryResult};
+use super::{EventLog, EventRow, QueryResult, ScanCursor, StoredEvent};
 use crate::event::Event;
 use crate::{Error, Result};
 
@@ -43,6 +48,25 @@ struct ChRow<'a> {
     properties: &'a str,
 }
 
+/// One row of a scan, in the scan's column order (RowBinary is positional).
+#[derive(Row, Deserialize)]
+struct ScanRow {
+    event_id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    at_ms: i64,
+    received_at: u32,
+    user_id: Option<String>,
+    anonymous_id: String,
+    session_id: String,
+    market: String,
+    device: String,
+    properties: String,
+}
+
+/// The stored `ts` in milliseconds since the epoch.
+const AT_MS: &str = "(toInt64(toUnixTimestamp(ts)) * 1000 + ts_ms)";
+
 /// Rejects names that could inject SQL (DDL cannot take bind parameters).
 fn identifier(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -69,6 +93,12 @@ fn ch_err(what: &str, e: clickhouse::error::Error) -> Error {
 
 fn secs(ms: i64) -> u32 {
     u32::try_from(ms.div_euclid(1000)).unwrap_or(0)
+}
+
+/// Whole seconds of `ms` clamped to the `DateTime` range (for the pruning bounds, which must not
+/// exclude anything the millisecond bounds keep).
+fn clamped_secs(ms: i64) -> u32 {
+    u32::try_from(ms.div_euclid(1000).clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX)
 }
 
 impl ClickHouseLog {
@@ -184,6 +214,66 @@ impl EventLog for ClickHouseLog {
             })
             .unwrap_or_default();
         Ok(QueryResult { columns, rows })
+    }
+
+    async fn scan(
+        &self,
+        until: DateTime<Utc>,
+        after: Option<ScanCursor>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let until_ms = until.timestamp_millis();
+        // Only the validated table name and `?` placeholders go into the text. The `ts` (seconds)
+        // bounds repeat the millisecond ones so ClickHouse can prune by partition and primary key.
+        let mut sql = format!(
+            "SELECT event_id, type, {AT_MS} AS at_ms, received_at, user_id, anonymous_id, \
+             session_id, market, device, properties FROM {table} FINAL \
+             WHERE ts <= toDateTime(?) AND {AT_MS} <= ?",
+            table = self.table
+        );
+        if after.is_some() {
+            sql.push_str(&format!(
+                " AND ts >= toDateTime(?) AND ({AT_MS} > ? OR ({AT_MS} = ? AND event_id > ?))"
+            ));
+        }
+        sql.push_str(&format!(" ORDER BY {AT_MS}, event_id LIMIT ?"));
+        let mut query = self
+            .client
+            .query(&sql)
+            .bind(clamped_secs(until_ms))
+            .bind(until_ms);
+        if let Some(c) = after {
+            query = query
+                .bind(clamped_secs(c.ts_ms))
+                .bind(c.ts_ms)
+                .bind(c.ts_ms)
+                .bind(c.event_id.to_string());
+        }
+        let rows = query
+            .bind(u64::try_from(limit).unwrap_or(u64::MAX))
+            .fetch_all::<ScanRow>()
+            .await
+            .map_err(|e| ch_err("scan", e))?;
+        rows.into_iter()
+            .map(|r| {
+                StoredEvent {
+                    event_id: r.event_id,
+                    event_type: r.event_type,
+                    ts_ms: r.at_ms,
+                    received_at_ms: i64::from(r.received_at) * 1000,
+                    user_id: r.user_id,
+                    anonymous_id: r.anonymous_id,
+                    session_id: r.session_id,
+                    market: r.market,
+                    device: r.device,
+                    properties: r.properties,
+                }
+                .into_event()
+            })
+            .collect()
     }
 
     async fn ping(&self) -> Result<()> {

@@ -6,7 +6,9 @@
 //!
 //! Idempotence: ids already stored are skipped on write. The id index holds every stored `event_id`
 //! in memory (16 bytes each plus hash-set overhead, ~40 MB per million events): the embedded mode is for
-//! development and demos up to a few million events; production uses ClickHouse.
+//! development and demos up to a few million events; production uses ClickHouse. Two processes writing
+//! the same directory do not share the index, so [`EventLog::scan`] also collapses rows that repeat a
+//! `(ts, event_id)`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -14,21 +16,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Datelike, Utc};
 use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Builder, RecordBatch, StringArray, StringBuilder,
+    Array, ArrayRef, AsArray, Float64Builder, Int64Array, RecordBatch, StringArray, StringBuilder,
     TimestampMillisecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::{col, lit, Expr, ParquetReadOptions, SessionContext};
+use datafusion::scalar::ScalarValue;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::{EventLog, EventRow, QueryResult};
+use super::{EventLog, EventRow, QueryResult, ScanCursor, StoredEvent};
 use crate::event::Event;
 use crate::{Error, Result};
 
@@ -124,6 +129,128 @@ impl ParquetLog {
         let df = ctx.sql(sql).await.map_err(df_err)?;
         df.collect().await.map_err(df_err)
     }
+
+    /// Up to `fetch` stored rows with `ts <= until_ms` strictly after `after`, in
+    /// `(ts, event_id, received_at)` order, duplicates included (see [`EventLog::scan`]).
+    async fn scan_rows(
+        &self,
+        until_ms: i64,
+        after: Option<ScanCursor>,
+        fetch: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut filter = col("ts").lt_eq(ts_lit(until_ms));
+        if let Some(date) = date_lit(until_ms) {
+            filter = filter.and(col("date").lt_eq(date));
+        }
+        if let Some(c) = after {
+            // (ts, event_id) > (c.ts, c.id), with `ts >= c.ts` on its own so row groups can be pruned.
+            filter = filter.and(col("ts").gt_eq(ts_lit(c.ts_ms))).and(
+                col("ts")
+                    .gt(ts_lit(c.ts_ms))
+                    .or(col("event_id").gt(lit(c.event_id.to_string()))),
+            );
+            if let Some(date) = date_lit(c.ts_ms) {
+                filter = filter.and(col("date").gt_eq(date));
+            }
+        }
+        let batches = self
+            .context()
+            .await?
+            .table(TABLE)
+            .await
+            .map_err(df_err)?
+            .filter(filter)
+            .and_then(|df| {
+                df.sort(vec![
+                    col("ts").sort(true, false),
+                    col("event_id").sort(true, false),
+                    col("received_at").sort(true, false),
+                ])
+            })
+            .and_then(|df| df.limit(0, Some(fetch)))
+            .and_then(|df| df.select_columns(&SCAN_COLUMNS))
+            .map_err(df_err)?
+            .collect()
+            .await
+            .map_err(df_err)?;
+        let mut rows = Vec::new();
+        for batch in &batches {
+            let text = |name: &str| -> Result<StringArray> {
+                Ok(scan_column(batch, name, &DataType::Utf8)?
+                    .as_string::<i32>()
+                    .clone())
+            };
+            let millis = |name: &str| -> Result<Int64Array> {
+                Ok(scan_column(batch, name, &DataType::Int64)?
+                    .as_primitive::<Int64Type>()
+                    .clone())
+            };
+            let (event_id, ty, ts, received_at) = (
+                text("event_id")?,
+                text("type")?,
+                millis("ts")?,
+                millis("received_at")?,
+            );
+            let (user_id, anonymous_id, session_id) =
+                (text("user_id")?, text("anonymous_id")?, text("session_id")?);
+            let (market, device, properties) =
+                (text("market")?, text("device")?, text("properties")?);
+            for i in 0..batch.num_rows() {
+                rows.push(StoredEvent {
+                    event_id: event_id.value(i).to_string(),
+                    event_type: ty.value(i).to_string(),
+                    ts_ms: ts.value(i),
+                    received_at_ms: received_at.value(i),
+                    user_id: (!user_id.is_null(i)).then(|| user_id.value(i).to_string()),
+                    anonymous_id: anonymous_id.value(i).to_string(),
+                    session_id: session_id.value(i).to_string(),
+                    market: market.value(i).to_string(),
+                    device: device.value(i).to_string(),
+                    properties: properties.value(i).to_string(),
+                });
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// The columns [`EventLog::scan`] rebuilds an event from.
+const SCAN_COLUMNS: [&str; 10] = [
+    "event_id",
+    "type",
+    "ts",
+    "received_at",
+    "user_id",
+    "anonymous_id",
+    "session_id",
+    "market",
+    "device",
+    "properties",
+];
+
+/// A timestamp literal of the stored `ts` type.
+fn ts_lit(ms: i64) -> Expr {
+    lit(ScalarValue::TimestampMillisecond(
+        Some(ms),
+        Some("UTC".into()),
+    ))
+}
+
+/// The `date` partition value holding `ms`, when it compares as text (years 0–9999); `None` skips the
+/// partition filter (it only prunes).
+fn date_lit(ms: i64) -> Option<Expr> {
+    let t = DateTime::<Utc>::from_timestamp_millis(ms)?;
+    (0..=9999)
+        .contains(&t.year())
+        .then(|| lit(t.format("%Y-%m-%d").to_string()))
+}
+
+/// A scanned column cast to `to` (strings may be read as views; timestamps become epoch millis).
+fn scan_column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Internal(format!("scan: no column {name}")))?;
+    cast(column, to).map_err(|e| Error::Internal(format!("scan: column {name}: {e}")))
 }
 
 /// Writes one partition file durably (blocking I/O: run it off the async runtime).
@@ -280,6 +407,40 @@ impl EventLog for ParquetLog {
             .collect();
         let batches = df.collect().await.map_err(df_err)?;
         to_result(&batches, columns)
+    }
+
+    async fn scan(
+        &self,
+        until: DateTime<Utc>,
+        after: Option<ScanCursor>,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let until_ms = until.timestamp_millis();
+        let mut out: Vec<Event> = Vec::new();
+        let mut after = after;
+        let mut last: Option<(i64, String)> = None;
+        while out.len() < limit {
+            let want = limit - out.len();
+            let rows = self.scan_rows(until_ms, after, want).await?;
+            let fetched = rows.len();
+            for row in rows {
+                // Duplicates sort next to each other; the first (earliest received) is kept.
+                if last
+                    .as_ref()
+                    .is_some_and(|(ts, id)| *ts == row.ts_ms && *id == row.event_id)
+                {
+                    continue;
+                }
+                last = Some((row.ts_ms, row.event_id.clone()));
+                out.push(row.into_event()?);
+            }
+            if fetched < want {
+                break;
+            }
+            // A full fetch that held duplicates: fetch the rest after the last row seen.
+            after = out.last().map(ScanCursor::of);
+        }
+        Ok(out)
     }
 
     async fn ping(&self) -> Result<()> {

@@ -1,0 +1,194 @@
+//! Feature state blobs: one per shopper ([`user::UserState`]) and one per product ([`product::ProductState`]).
+//!
+//! Every blob starts with an 8-byte revision (the compare-and-set token of the store) and carries its own
+//! *fences*: per input stream (topic × partition), the last offset whose effects the blob holds. A consumer
+//! applies a message to a blob only when its offset is past that blob's fence, so a redelivered message (after
+//! a crash, a rebalance or a replay from an older offset) changes nothing, blob by blob, without any
+//! cross-key transaction (Redis-Cluster safe).
+
+pub mod product;
+pub mod user;
+
+use crate::codec::{Reader, Writer};
+use crate::Result;
+
+/// An input stream: topic index in the high 16 bits (0 = events, 1 = commerce), partition in the low 16.
+pub type StreamId = u32;
+
+/// Stream id of a topic index and partition.
+pub fn stream_id(topic: u16, partition: i32) -> StreamId {
+    (u32::from(topic) << 16) | (partition as u32 & 0xffff)
+}
+
+/// Per stream, the last offset applied to a blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fences(pub Vec<(StreamId, u64)>);
+
+impl Fences {
+    /// True when the message at `offset` of `stream` is already reflected in the blob.
+    pub fn covers(&self, stream: StreamId, offset: u64) -> bool {
+        self.0.iter().any(|(s, o)| *s == stream && *o >= offset)
+    }
+
+    /// Records that the blob now holds the message at `offset`.
+    pub fn advance(&mut self, stream: StreamId, offset: u64) {
+        match self.0.iter_mut().find(|(s, _)| *s == stream) {
+            Some((_, o)) => *o = (*o).max(offset),
+            None => {
+                self.0.push((stream, offset));
+                self.0.sort_unstable();
+            }
+        }
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.usize(self.0.len());
+        for (s, o) in &self.0 {
+            w.u64(u64::from(*s));
+            w.u64(*o);
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Fences> {
+        let n = r.usize()?;
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push((r.u64()? as u32, r.u64()?));
+        }
+        Ok(Fences(v))
+    }
+}
+
+/// Blob format version, after the revision.
+pub(crate) const FORMAT_V1: u64 = 1;
+
+/// Reads the revision of a blob (0 for a missing one).
+pub fn revision_of(blob: Option<&[u8]>) -> u64 {
+    blob.and_then(|b| b.get(..8))
+        .map(|b| u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .unwrap_or(0)
+}
+
+/// Writes the revision header (big-endian, so the store can compare the first 8 bytes as a string).
+pub(crate) fn write_header(w: &mut Writer, rev: u64) {
+    w.buf.extend_from_slice(&rev.to_be_bytes());
+    w.u64(FORMAT_V1);
+}
+
+/// Reads the header; returns the revision.
+pub(crate) fn read_header(r: &mut Reader<'_>) -> Result<u64> {
+    // `fixed_u64` reads little-endian; the header is big-endian.
+    let rev = r.fixed_u64()?.swap_bytes();
+    let v = r.u64()?;
+    if v != FORMAT_V1 {
+        return Err(crate::Error::Internal(format!(
+            "feature blob format {v} is not supported (expected {FORMAT_V1})"
+        )));
+    }
+    Ok(rev)
+}
+
+/// Exponential decay factor over `dt_ms` for a half-life of `half_life_ms`.
+pub fn decay(dt_ms: f64, half_life_ms: f64) -> f64 {
+    (-(dt_ms / half_life_ms) * std::f64::consts::LN_2).exp()
+}
+
+/// Decayed scores by name, kept relative to a reference time (the newest event that touched them), so adding an
+/// event is O(entries) and the result does not depend on arrival order beyond float rounding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decayed {
+    pub ref_ms: i64,
+    pub scores: Vec<(String, f32)>,
+}
+
+impl Decayed {
+    /// Adds `weight` at `ts_ms`; keeps at most `cap` names (the weakest is dropped when full).
+    pub fn add(&mut self, name: &str, weight: f64, ts_ms: i64, half_life_ms: f64, cap: usize) {
+        if ts_ms > self.ref_ms {
+            if !self.scores.is_empty() {
+                let f = decay((ts_ms - self.ref_ms) as f64, half_life_ms) as f32;
+                self.scores.iter_mut().for_each(|(_, s)| *s *= f);
+            }
+            self.ref_ms = ts_ms;
+        }
+        let w = (weight * decay((self.ref_ms - ts_ms) as f64, half_life_ms)) as f32;
+        match self.scores.iter_mut().find(|(n, _)| n == name) {
+            Some((_, s)) => *s += w,
+            None => self.scores.push((name.to_string(), w)),
+        }
+        if self.scores.len() > cap {
+            self.scores
+                .sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            self.scores.truncate(cap);
+        }
+    }
+
+    /// Scores decayed to `now_ms`, strongest first.
+    pub fn at(&self, now_ms: i64, half_life_ms: f64) -> Vec<(String, f64)> {
+        let f = decay((now_ms - self.ref_ms).max(0) as f64, half_life_ms);
+        let mut v: Vec<(String, f64)> = self
+            .scores
+            .iter()
+            .map(|(n, s)| (n.clone(), f64::from(*s) * f))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.i64(self.ref_ms);
+        w.usize(self.scores.len());
+        for (n, s) in &self.scores {
+            w.str(n);
+            w.f32(*s);
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Decayed> {
+        let ref_ms = r.i64()?;
+        let n = r.usize()?;
+        let mut scores = Vec::with_capacity(n);
+        for _ in 0..n {
+            scores.push((r.string()?, r.f32()?));
+        }
+        Ok(Decayed { ref_ms, scores })
+    }
+}
+
+/// Inserts `(id, ts)` into a newest-first list of distinct ids capped at `cap` (a repeat moves the id to its
+/// newest time). Ties on time order by id, so the list is the same whatever the arrival order.
+pub(crate) fn push_recent(list: &mut Vec<(String, i64)>, id: &str, ts_ms: i64, cap: usize) {
+    if let Some(i) = list.iter().position(|(p, _)| p == id) {
+        if list[i].1 >= ts_ms {
+            return;
+        }
+        list.remove(i);
+    }
+    let key = |e: &(String, i64)| (std::cmp::Reverse(e.1), e.0.clone());
+    let item = (id.to_string(), ts_ms);
+    let pos = list.partition_point(|e| key(e) < key(&item));
+    list.insert(pos, item);
+    list.truncate(cap);
+}
+
+pub(crate) fn encode_recent(w: &mut Writer, list: &[(String, i64)]) {
+    w.usize(list.len());
+    let mut prev = 0i64;
+    for (id, ts) in list {
+        w.str(id);
+        w.i64(ts - prev);
+        prev = *ts;
+    }
+}
+
+pub(crate) fn decode_recent(r: &mut Reader<'_>) -> Result<Vec<(String, i64)>> {
+    let n = r.usize()?;
+    let mut v = Vec::with_capacity(n);
+    let mut prev = 0i64;
+    for _ in 0..n {
+        let id = r.string()?;
+        prev += r.i64()?;
+        v.push((id, prev));
+    }
+    Ok(v)
+}
