@@ -281,11 +281,12 @@ redis_ready() { port_open "$REDIS_PORT"; }
 pg_ready() { port_open "$PG_PORT"; }
 
 redis_up() {
+    # The binary is needed even when a server already runs: tests start private instances (outage scenarios).
+    ensure_cmd redis-server redis-server
     if redis_ready; then
         log "redis already listening on $HOST:$REDIS_PORT"
         return 0
     fi
-    ensure_cmd redis-server redis-server
     mkdir -p /var/lib/redis /var/log/redis
     log "starting redis on $HOST:$REDIS_PORT"
     redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$REDIS_PORT" \

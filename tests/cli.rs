@@ -49,6 +49,46 @@ fn demo_serves_and_simulated_events_are_queryable() {
     let (status, metrics) = http_get(&addr, "/metrics").unwrap();
     assert_eq!(status, 200);
     assert!(metrics.contains("lusso_events_accepted_total"));
+    // The demo's feature consumers keep up with the simulator: a viewed product has features, and a shopper has
+    // a segment, through the HTTP API.
+    let applied = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("lusso_features_events_applied_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    wait_until(Duration::from_secs(60), "features applied", || {
+        http_get(&addr, "/metrics").is_some_and(|(_, m)| applied(&m) >= 500.0)
+    });
+    let row = run_ok({
+        let mut c = lusso(&envs);
+        c.args([
+            "query",
+            "SELECT user_id, anonymous_id, product_id FROM events WHERE type = 'product_view' LIMIT 1",
+            "--json",
+        ]);
+        c
+    });
+    let row: serde_json::Value = serde_json::from_slice(&row.stdout).unwrap();
+    let cells = &row["rows"][0];
+    let product = cells[2].as_str().unwrap();
+    let shopper = cells[0].as_str().or(cells[1].as_str()).unwrap();
+    // The sink and the feature consumers read the same topic independently: wait for both to have this event.
+    wait_until(
+        Duration::from_secs(30),
+        "features of a logged product view",
+        || {
+            http_get(&addr, &format!("/v1/products/{product}/features")).is_some_and(
+                |(status, body)| {
+                    let f: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    status == 200 && f["totals"]["views"].as_u64().unwrap_or(0) >= 1
+                },
+            )
+        },
+    );
+    let (status, body) = http_get(&addr, &format!("/v1/users/{shopper}/segment")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"known\":true"), "{body}");
 }
 
 #[test]

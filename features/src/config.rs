@@ -207,6 +207,16 @@ impl FeaturesConfig {
             var("LUSSO_FEATURES_AFFINITY_HALF_LIFE_HOURS"),
             &mut c.affinity_half_life_hours,
         )?;
+        num(
+            "LUSSO_FEATURES_TOP_K",
+            var("LUSSO_FEATURES_TOP_K"),
+            &mut c.top_k_neighbours,
+        )?;
+        num(
+            "LUSSO_FEATURES_SEGMENTS_REFRESH_MINUTES",
+            var("LUSSO_FEATURES_SEGMENTS_REFRESH_MINUTES"),
+            &mut c.segments_refresh_minutes,
+        )?;
         c.validated()
     }
 
@@ -259,5 +269,35 @@ impl FeaturesConfig {
     /// The batch wait as a duration.
     pub fn batch_wait(&self) -> Duration {
         Duration::from_millis(self.batch_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_are_read_and_checked() {
+        // One test touches the process environment, so no other test races with it.
+        std::env::set_var("LUSSO_FEATURES_TOP_K", "1000");
+        std::env::set_var("LUSSO_FEATURES_SEGMENTS_REFRESH_MINUTES", "0");
+        let c = FeaturesConfig::from_env().unwrap();
+        assert_eq!((c.top_k_neighbours, c.segments_refresh_minutes), (1000, 0));
+        std::env::set_var("LUSSO_FEATURES_LAST_N", "many");
+        let err = FeaturesConfig::from_env().unwrap_err().to_string();
+        assert!(
+            err.contains("LUSSO_FEATURES_LAST_N") && err.contains("many"),
+            "{err}"
+        );
+        std::env::set_var("LUSSO_FEATURES_LAST_N", "0");
+        let err = FeaturesConfig::from_env().unwrap_err().to_string();
+        assert!(err.contains("last_n"), "{err}");
+        for k in [
+            "LUSSO_FEATURES_TOP_K",
+            "LUSSO_FEATURES_SEGMENTS_REFRESH_MINUTES",
+            "LUSSO_FEATURES_LAST_N",
+        ] {
+            std::env::remove_var(k);
+        }
     }
 }

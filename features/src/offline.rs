@@ -301,7 +301,7 @@ pub struct VerifyReport {
 }
 
 /// Compares every shopper's and product's online features with a recomputation from the event log (both
-/// evaluated at `as_of`): integers, strings and lists exactly; decayed scores to 1e-6 relative. Meaningful once the
+/// evaluated at `as_of`): integers, strings and lists exactly; decayed scores to 1e-4 relative ([`diff`]). Meaningful once the
 /// consumers have caught up with the log.
 pub async fn verify(
     online: &Processor,
@@ -369,8 +369,9 @@ pub async fn verify(
     Ok(report)
 }
 
-/// The first difference between two feature documents: numbers with a fraction compare to 1e-6 relative
-/// (decayed scores), everything else exactly.
+/// The first difference between two feature documents: numbers with a fraction (decayed scores, kept as `f32` and
+/// served to 4 decimals, so summing in another order can move the last digit) compare to 1e-4 relative (absolute
+/// below 1), everything else (every counter, list and name) exactly.
 pub fn diff(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<String> {
     use serde_json::Value;
     match (a, b) {
@@ -379,7 +380,7 @@ pub fn diff(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<
                 x.as_f64().unwrap_or(f64::NAN),
                 y.as_f64().unwrap_or(f64::NAN),
             );
-            ((x - y).abs() > 1e-6 * x.abs().max(y.abs()).max(1.0))
+            ((x - y).abs() > 1e-4 * x.abs().max(y.abs()).max(1.0))
                 .then(|| format!("{path}: {x} vs {y}"))
         }
         (Value::Object(x), Value::Object(y)) => {
