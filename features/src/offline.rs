@@ -316,57 +316,73 @@ pub async fn verify(
         events: replayed.events,
         ..VerifyReport::default()
     };
-    let note = |r: &mut VerifyReport, m: String| {
-        r.mismatch_count += 1;
-        if r.mismatches.len() < 20 {
-            r.mismatches.push(m);
-        }
-    };
+    let (online, expected) = (online.store().as_ref(), replayed.processor.store().as_ref());
     let ids: Vec<String> = replayed.users.iter().cloned().collect();
     let keys: Vec<String> = ids.iter().map(|i| ctx.keys.user(i)).collect();
-    let online_blobs = online.store().get(&keys).await?;
-    let replay_blobs = replayed.processor.store().get(&keys).await?;
-    for ((id, a), b) in ids.iter().zip(online_blobs).zip(replay_blobs) {
-        report.users_checked += 1;
-        let b = b.ok_or_else(|| Error::Internal(format!("replay lost shopper {id}")))?;
-        let expected = serde_json::to_value(UserState::decode(&b)?.features(id, as_of, &ctx))
-            .unwrap_or_default();
-        match a {
-            None => note(&mut report, format!("user {id}: missing online")),
-            Some(a) => {
-                let got = serde_json::to_value(UserState::decode(&a)?.features(id, as_of, &ctx))
-                    .unwrap_or_default();
-                if let Some(d) = diff(&got, &expected, &format!("user {id}")) {
-                    note(&mut report, d);
-                }
-            }
-        }
-    }
-    let products = replayed
-        .processor
-        .store()
-        .members(&ctx.keys.product_index())
-        .await?;
-    let keys: Vec<String> = products.iter().map(|p| ctx.keys.product(p)).collect();
-    let online_blobs = online.store().get(&keys).await?;
-    let replay_blobs = replayed.processor.store().get(&keys).await?;
-    for ((id, a), b) in products.iter().zip(online_blobs).zip(replay_blobs) {
-        report.products_checked += 1;
-        let Some(b) = b else { continue };
-        let expected = serde_json::to_value(ProductState::decode(&b)?.features(id, as_of, &ctx))
-            .unwrap_or_default();
-        match a {
-            None => note(&mut report, format!("product {id}: missing online")),
-            Some(a) => {
-                let got = serde_json::to_value(ProductState::decode(&a)?.features(id, as_of, &ctx))
-                    .unwrap_or_default();
-                if let Some(d) = diff(&got, &expected, &format!("product {id}")) {
-                    note(&mut report, d);
-                }
-            }
-        }
-    }
+    let user = |id: &str, b: &[u8]| -> Result<serde_json::Value> {
+        Ok(
+            serde_json::to_value(UserState::decode(b)?.features(id, as_of, &ctx))
+                .unwrap_or_default(),
+        )
+    };
+    report.users_checked =
+        compare_blobs(online, expected, "user", &ids, &keys, user, &mut report).await?;
+    let ids = expected.members(&ctx.keys.product_index()).await?;
+    let keys: Vec<String> = ids.iter().map(|p| ctx.keys.product(p)).collect();
+    let product = |id: &str, b: &[u8]| -> Result<serde_json::Value> {
+        Ok(
+            serde_json::to_value(ProductState::decode(b)?.features(id, as_of, &ctx))
+                .unwrap_or_default(),
+        )
+    };
+    report.products_checked = compare_blobs(
+        online,
+        expected,
+        "product",
+        &ids,
+        &keys,
+        product,
+        &mut report,
+    )
+    .await?;
     Ok(report)
+}
+
+impl VerifyReport {
+    fn note(&mut self, mismatch: String) {
+        self.mismatch_count += 1;
+        if self.mismatches.len() < 20 {
+            self.mismatches.push(mismatch);
+        }
+    }
+}
+
+/// Compares the features of the blobs under `keys` in two stores; returns how many the recomputation has.
+async fn compare_blobs(
+    online: &dyn FeatureStore,
+    expected: &dyn FeatureStore,
+    kind: &str,
+    ids: &[String],
+    keys: &[String],
+    features: impl Fn(&str, &[u8]) -> Result<serde_json::Value>,
+    report: &mut VerifyReport,
+) -> Result<usize> {
+    let got = online.get(keys).await?;
+    let want = expected.get(keys).await?;
+    let mut checked = 0;
+    for ((id, got), want) in ids.iter().zip(got).zip(want) {
+        let Some(want) = want else { continue };
+        checked += 1;
+        let want = features(id, &want)?;
+        let mismatch = match got {
+            None => Some(format!("{kind} {id}: missing online")),
+            Some(got) => diff(&features(id, &got)?, &want, &format!("{kind} {id}")),
+        };
+        if let Some(m) = mismatch {
+            report.note(m);
+        }
+    }
+    Ok(checked)
 }
 
 /// The first difference between two feature documents: numbers with a fraction (decayed scores, kept as `f32` and

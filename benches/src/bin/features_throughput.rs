@@ -291,7 +291,11 @@ async fn main() -> anyhow::Result<()> {
             bus.produce(&topic2, records).await?;
         }
         let offered = steady.len() as f64 / start.elapsed().as_secs_f64();
-        while metrics.applied.get() + metrics.duplicates.get() < steady.len() as u64 {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while metrics.applied.get() + metrics.duplicates.get() + metrics.redelivered.get() < steady.len() as u64 {
+            if Instant::now() > deadline {
+                bail!("steady phase: only {} of {} events applied", metrics.applied.get(), steady.len());
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         token.cancel();
@@ -305,6 +309,6 @@ async fn main() -> anyhow::Result<()> {
             h.get_sample_count()
         );
     }
-    println!("(keys left under prefix {prefix} in redis; delete with: redis-cli --scan --pattern '{prefix}*' | xargs redis-cli del)");
+    println!("(keys left in redis under bench*: prefixes; delete with: redis-cli --scan --pattern 'bench*' | xargs redis-cli del)");
     Ok(())
 }
