@@ -91,6 +91,14 @@ pub(crate) async fn start(
     })
 }
 
+/// Replay progress: the bar on a TTY, a log line every 500,000 events otherwise (pages are 50,000 events).
+fn progress(bar: &indicatif::ProgressBar, events: u64) {
+    bar.set_position(events);
+    if events.is_multiple_of(500_000) {
+        tracing::info!(events, "replaying the event log");
+    }
+}
+
 /// Parses an `--as-of` instant: RFC 3339, or `now`.
 pub(crate) fn parse_as_of(s: &str) -> anyhow::Result<DateTime<Utc>> {
     if s == "now" {
@@ -127,13 +135,7 @@ pub(crate) async fn export(
     let log = pipelines::log::open(&config).await?;
     let ctx = context(&config)?;
     let bar = crate::server::progress_bar(0, "replaying events");
-    let rows = offline::export_as_of(log.as_ref(), ctx, as_of, |n| {
-        bar.set_position(n);
-        if n % 500_000 == 0 {
-            tracing::info!(events = n, "replaying");
-        }
-    })
-    .await?;
+    let rows = offline::export_as_of(log.as_ref(), ctx, as_of, |n| progress(&bar, n)).await?;
     bar.finish_and_clear();
     tracing::info!(shoppers = rows.len(), %as_of, "export done");
     let mut text = String::new();
@@ -233,7 +235,7 @@ pub(crate) async fn verify(config: BackendConfig, as_of: &str, json: bool) -> an
     let store = features::store::open(&ctx.config).await?;
     let online = Processor::new(ctx, store);
     let bar = crate::server::progress_bar(0, "replaying events");
-    let report = offline::verify(&online, log.as_ref(), as_of, |n| bar.set_position(n)).await?;
+    let report = offline::verify(&online, log.as_ref(), as_of, |n| progress(&bar, n)).await?;
     bar.finish_and_clear();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

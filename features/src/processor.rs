@@ -74,13 +74,23 @@ pub fn state_id(ev: &Event) -> String {
 pub struct Processor {
     ctx: Arc<Context>,
     store: Arc<dyn FeatureStore>,
+    /// Product ids this process has added to the product index (bounded by [`INDEXED_CACHE_MAX`]; cleared when
+    /// full, which only costs re-adding ids the store already has).
+    indexed: Arc<std::sync::Mutex<HashSet<String>>>,
 }
+
+/// Bound of the per-process cache of indexed product ids (a catalogue is far smaller).
+const INDEXED_CACHE_MAX: usize = 1_000_000;
 
 type ProductEffects = HashMap<String, Vec<(StreamId, u64, Effect)>>;
 
 impl Processor {
     pub fn new(ctx: Arc<Context>, store: Arc<dyn FeatureStore>) -> Processor {
-        Processor { ctx, store }
+        Processor {
+            ctx,
+            store,
+            indexed: Arc::default(),
+        }
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -105,7 +115,7 @@ impl Processor {
         let mut users = self.load_users(&ids).await?;
         let mut effects: ProductEffects = HashMap::new();
         let mut dirty = HashSet::new();
-        for (i, inc) in batch.iter().enumerate() {
+        for inc in batch {
             match &inc.item {
                 Item::Event(ev) => {
                     let id = state_id(ev);
@@ -135,7 +145,6 @@ impl Processor {
                         .push((inc.stream, inc.offset, effect));
                 }
             }
-            let _ = i;
         }
         stats.products_written = self.write_products(effects, &mut stats).await?;
         stats.users_written = self
@@ -198,10 +207,25 @@ impl Processor {
         mut pending: ProductEffects,
         stats: &mut BatchStats,
     ) -> Result<u64> {
-        let ids: Vec<String> = pending.keys().cloned().collect();
-        self.store
-            .add_to_set(&self.ctx.keys.product_index(), &ids)
-            .await?;
+        // The index only grows: add just the ids this process has not added yet (one round trip saved per batch).
+        let new: Vec<String> = {
+            let known = self.indexed.lock().unwrap_or_else(|p| p.into_inner());
+            pending
+                .keys()
+                .filter(|id| !known.contains(*id))
+                .cloned()
+                .collect()
+        };
+        if !new.is_empty() {
+            self.store
+                .add_to_set(&self.ctx.keys.product_index(), &new)
+                .await?;
+            let mut known = self.indexed.lock().unwrap_or_else(|p| p.into_inner());
+            if known.len() + new.len() > INDEXED_CACHE_MAX {
+                known.clear();
+            }
+            known.extend(new);
+        }
         let mut written = 0;
         for _ in 0..MAX_CAS_ROUNDS {
             if pending.is_empty() {

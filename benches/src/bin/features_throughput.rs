@@ -292,9 +292,15 @@ async fn main() -> anyhow::Result<()> {
         }
         let offered = steady.len() as f64 / start.elapsed().as_secs_f64();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while metrics.applied.get() + metrics.duplicates.get() + metrics.redelivered.get() < steady.len() as u64 {
+        while metrics.applied.get() + metrics.duplicates.get() + metrics.redelivered.get()
+            < steady.len() as u64
+        {
             if Instant::now() > deadline {
-                bail!("steady phase: only {} of {} events applied", metrics.applied.get(), steady.len());
+                bail!(
+                    "steady phase: only {} of {} events applied",
+                    metrics.applied.get(),
+                    steady.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
