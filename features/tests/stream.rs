@@ -14,7 +14,7 @@ use common::*;
 use features::api::{app, FeaturesApi};
 use features::consumer::{self, ConsumerConfig};
 use features::metrics::FeatureMetrics;
-use features::processor::{state_id, Processor};
+use features::processor::{state_id, Incoming, Item, Processor};
 use features::state::stream_id;
 use pipelines::bus::{EventBus, Record};
 use pipelines::event::{Event, EventType};
@@ -244,8 +244,58 @@ async fn replaying_the_topic_changes_nothing(bus: Arc<dyn EventBus>, redis: bool
     assert_snapshots_equal(&once, &snapshot(&p, &events, now).await);
 }
 
+/// Stock levels from `lusso.commerce.v1`: absolute levels, the newest `seq` wins whatever the arrival order, and a
+/// redelivery changes nothing.
+async fn stock_levels_are_last_writer_wins(redis: bool) {
+    let (ctx, store) = context_and_store(redis).await;
+    let p = Processor::new(ctx.clone(), store);
+    let product = ctx.catalog.products()[0].clone();
+    let v = &product.variants[0];
+    let level = |location: &str, available: i64, seq: u64| Item::Stock {
+        product_id: product.id.clone(),
+        variant_id: v.id.clone(),
+        size: v.size.clone(),
+        location: location.to_string(),
+        available,
+        seq,
+    };
+    let stream = stream_id(consumer::COMMERCE_STREAM, 1);
+    let batch: Vec<Incoming> = [
+        level("online", 5, 2),
+        level("MI01", 1, 1),
+        level("online", 9, 1),
+        level("online", 0, 3),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, item)| Incoming {
+        stream,
+        offset: i as u64,
+        item,
+    })
+    .collect();
+    p.process(&batch).await.unwrap();
+    p.process(&batch).await.unwrap();
+    let router = app(FeaturesApi::new(p));
+    let (status, f) = get(&router, &format!("/v1/products/{}/features", product.id)).await;
+    assert_eq!(status, StatusCode::OK, "{f}");
+    let s = &f["stock"][&v.id];
+    assert_eq!(s["size"], v.size.as_str());
+    assert_eq!(
+        s["locations"]["online"], 0,
+        "seq 3 is the newest online level: {f}"
+    );
+    assert_eq!(s["locations"]["MI01"], 1);
+    assert_eq!(s["available"], 1);
+}
+
 mod memory {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stock_levels_are_last_writer_wins() {
+        super::stock_levels_are_last_writer_wins(false).await;
+    }
     use pipelines::bus::memory::MemoryBus;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,6 +320,11 @@ mod memory {
 
 mod redis {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stock_levels_are_last_writer_wins() {
+        super::stock_levels_are_last_writer_wins(true).await;
+    }
     use pipelines::bus::kafka::{KafkaBus, KafkaConfig};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
