@@ -18,7 +18,7 @@ async fn as_of_export_never_sees_the_future(log: Arc<dyn EventLog>, sink: Snapsh
     let (events, _, now) = simulate(300, 20, 9);
     log.append(&events).await.unwrap();
     let as_of = now - Duration::days(6);
-    let (ctx, _) = context_and_store(false).await;
+    let (ctx, _, _keys) = context_and_store(false).await;
     let exported = export_as_of(log.as_ref(), ctx.clone(), as_of, |_| {})
         .await
         .unwrap();

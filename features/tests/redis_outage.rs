@@ -92,7 +92,7 @@ async fn redis_outage_then_catch_up_without_loss_or_double_counting() {
         let (bus, topic) = (bus.clone(), topic.clone());
         async move { bus.produce(&topic, records).await.unwrap() }
     };
-    let (ctx, _) = context_and_store(false).await;
+    let (ctx, _, _keys) = context_and_store(false).await;
     let store = RedisStore::connect(&format!("redis://127.0.0.1:{port}"))
         .await
         .unwrap();

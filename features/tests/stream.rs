@@ -32,7 +32,7 @@ fn total(users: &[serde_json::Value], kind: &str) -> u64 {
 
 async fn redelivery_and_resends_change_nothing(redis: bool) {
     let (events, _, now) = simulate(400, 20, 11);
-    let (ctx, store) = context_and_store(redis).await;
+    let (ctx, store, _keys) = context_and_store(redis).await;
     let p = Processor::new(ctx, store);
     let stream = stream_id(0, 2);
     let batch = incoming(&events, stream, 0);
@@ -114,7 +114,7 @@ async fn get(router: &axum::Router, path: &str) -> (StatusCode, serde_json::Valu
 
 async fn high_value_returning_shopper_over_http(redis: bool) {
     let (events, truth, _) = simulate(800, 150, 23);
-    let (ctx, store) = context_and_store(redis).await;
+    let (ctx, store, _keys) = context_and_store(redis).await;
     let p = Processor::new(ctx, store);
     for chunk in incoming(&events, stream_id(0, 0), 0).chunks(10_000) {
         p.process(chunk).await.unwrap();
@@ -225,7 +225,7 @@ async fn replaying_the_topic_changes_nothing(bus: Arc<dyn EventBus>, redis: bool
     for chunk in records.chunks(5_000) {
         bus.produce(&topic, chunk.to_vec()).await.unwrap();
     }
-    let (ctx, store) = context_and_store(redis).await;
+    let (ctx, store, _keys) = context_and_store(redis).await;
     let p = Processor::new(ctx, store);
     let n = events.len() as u64;
     let first = consume_all(bus.clone(), p.clone(), &topic, &fresh("g1"), n).await;
@@ -247,7 +247,7 @@ async fn replaying_the_topic_changes_nothing(bus: Arc<dyn EventBus>, redis: bool
 /// Stock levels from `lusso.commerce.v1`: absolute levels, the newest `seq` wins whatever the arrival order, and a
 /// redelivery changes nothing.
 async fn stock_levels_are_last_writer_wins(redis: bool) {
-    let (ctx, store) = context_and_store(redis).await;
+    let (ctx, store, _keys) = context_and_store(redis).await;
     let p = Processor::new(ctx.clone(), store);
     let product = ctx.catalog.products()[0].clone();
     let v = &product.variants[0];

@@ -17,6 +17,7 @@ use features::{Context, FeaturesConfig};
 use pipelines::catalog::Catalog;
 use pipelines::event::Event;
 use pipelines::sim::{GroundTruth, SimConfig, Simulator};
+use redis::Commands as _;
 use serde_json::Value;
 
 pub fn fresh(prefix: &str) -> String {
@@ -76,22 +77,45 @@ pub fn incoming(events: &[Event], stream: u32, first_offset: u64) -> Vec<Incomin
         .collect()
 }
 
-/// A fresh namespace in the named store.
-pub async fn context_and_store(redis: bool) -> (Arc<Context>, Arc<dyn FeatureStore>) {
+/// Deletes a test's Redis keys (its fresh prefix) when dropped, so runs do not pile up keys in the shared Redis.
+pub struct Namespace(Option<(String, String)>);
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let Some((url, prefix)) = self.0.take() else {
+            return;
+        };
+        let Ok(mut conn) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let keys: Vec<String> = match conn.scan_match::<_, String>(format!("{prefix}*")) {
+            Ok(iter) => iter.filter_map(|k| k.ok()).collect(),
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(1_000) {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+        }
+    }
+}
+
+/// A fresh namespace in the named store; keep the guard alive for the test.
+pub async fn context_and_store(redis: bool) -> (Arc<Context>, Arc<dyn FeatureStore>, Namespace) {
+    let prefix = format!("{}:", fresh("lusso_test"));
     let config = FeaturesConfig {
-        key_prefix: format!("{}:", fresh("lusso_test")),
+        key_prefix: prefix.clone(),
         ..FeaturesConfig::default()
     };
-    let store: Arc<dyn FeatureStore> = if redis {
-        Arc::new(
-            RedisStore::connect(&require_env("LUSSO_REDIS_URL"))
-                .await
-                .unwrap(),
+    let (store, guard): (Arc<dyn FeatureStore>, _) = if redis {
+        let url = require_env("LUSSO_REDIS_URL");
+        (
+            Arc::new(RedisStore::connect(&url).await.unwrap()),
+            Namespace(Some((url, prefix))),
         )
     } else {
-        Arc::new(MemoryStore::new(1_000_000))
+        (Arc::new(MemoryStore::new(1_000_000)), Namespace(None))
     };
-    (Arc::new(Context::new(catalog(), config)), store)
+    (Arc::new(Context::new(catalog(), config)), store, guard)
 }
 
 /// Every shopper's and product's features at `now`, as JSON (for equality checks).
