@@ -196,9 +196,15 @@ pub(crate) async fn train(config: BackendConfig, json: bool) -> anyhow::Result<(
             let top: Vec<String> = s
                 .top_categories
                 .iter()
+                .filter(|(_, v)| *v > 0.0)
                 .take(3)
                 .map(|(c, v)| format!("{c} {:.0}%", v * 100.0))
                 .collect();
+            let top = if top.is_empty() {
+                "- (no catalogue categories)".to_string()
+            } else {
+                top.join(", ")
+            };
             println!(
                 "{:>7} {:>7} {:>10} {:>9.2} {:>11.2} {:>8.1}  {:<22} {}",
                 s.cluster,
@@ -209,7 +215,7 @@ pub(crate) async fn train(config: BackendConfig, json: bool) -> anyhow::Result<(
                 s.mean_monetary_eur,
                 s.mean_views_30d,
                 s.dominant_segment,
-                top.join(", ")
+                top
             );
         }
     }
