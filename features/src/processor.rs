@@ -353,117 +353,90 @@ impl Processor {
 fn product_effects(user: &UserState, ev: &Event, ctx: &Context) -> Vec<(String, Effect)> {
     let ts_ms = ev.ts.timestamp_millis();
     let segment = user.segment_at(ts_ms, ctx).to_string();
-    let market = ev.market.clone();
-    let pop = |weight: f64| Effect::Popularity {
-        market: market.clone(),
-        segment: segment.clone(),
-        weight,
-        ts_ms,
-    };
     let window = ctx.config.co_window_minutes * 60_000;
-    let mut out = Vec::new();
+    let mut out: Vec<(String, Effect)> = Vec::new();
+    // `n` of `kind` for `product`, and its popularity (`weight` per unit) in the event's market and segment.
+    let count =
+        |out: &mut Vec<(String, Effect)>, product: &str, kind: Kind, n: u32, weight: f64| {
+            out.push((product.to_string(), Effect::Count { kind, ts_ms, n }));
+            if weight > 0.0 {
+                let (market, segment) = (ev.market.clone(), segment.clone());
+                let weight = weight * f64::from(n);
+                out.push((
+                    product.to_string(),
+                    Effect::Popularity {
+                        market,
+                        segment,
+                        weight,
+                        ts_ms,
+                    },
+                ));
+            }
+        };
+    // Both directions of an unordered pair.
+    let pair = |out: &mut Vec<(String, Effect)>, a: &str, b: &str, make: fn(String) -> Effect| {
+        out.push((a.to_string(), make(b.to_string())));
+        out.push((b.to_string(), make(a.to_string())));
+    };
+    let co_view = |other| Effect::CoView { other };
+    let co_purchase = |other| Effect::CoPurchase { other };
     match &ev.properties {
         Properties::ProductView(p) => {
             let id = &p.product_id;
-            out.push((
-                id.clone(),
-                Effect::Count {
-                    kind: Kind::View,
-                    ts_ms,
-                    n: 1,
-                },
-            ));
-            out.push((id.clone(), pop(POP_VIEW)));
+            count(&mut out, id, Kind::View, 1, POP_VIEW);
             // Pair with products this shopper viewed within the window on either side: each unordered pair is
             // counted when its second view arrives, whatever the arrival order.
             for (other, t) in &user.viewed {
                 if other != id && (t - ts_ms).abs() <= window {
-                    out.push((
-                        id.clone(),
-                        Effect::CoView {
-                            other: other.clone(),
-                        },
-                    ));
-                    out.push((other.clone(), Effect::CoView { other: id.clone() }));
+                    pair(&mut out, id, other, co_view);
                 }
             }
         }
-        Properties::AddToCart(c) => {
-            let n = c.quantity.max(1);
-            out.push((
-                c.product_id.clone(),
-                Effect::Count {
-                    kind: Kind::Cart,
-                    ts_ms,
-                    n,
-                },
-            ));
-            out.push((c.product_id.clone(), pop(POP_CART * f64::from(n))));
-        }
+        Properties::AddToCart(c) => count(
+            &mut out,
+            &c.product_id,
+            Kind::Cart,
+            c.quantity.max(1),
+            POP_CART,
+        ),
         Properties::Purchase(p) => {
             let mut in_order: Vec<&str> = Vec::new();
             for l in &p.lines {
-                let n = l.quantity.max(1);
-                out.push((
-                    l.product_id.clone(),
-                    Effect::Count {
-                        kind: Kind::Purchase,
-                        ts_ms,
-                        n,
-                    },
-                ));
-                out.push((l.product_id.clone(), pop(POP_PURCHASE * f64::from(n))));
+                count(
+                    &mut out,
+                    &l.product_id,
+                    Kind::Purchase,
+                    l.quantity.max(1),
+                    POP_PURCHASE,
+                );
                 if !in_order.contains(&l.product_id.as_str()) {
                     in_order.push(&l.product_id);
                 }
             }
             for (i, a) in in_order.iter().enumerate() {
                 for b in &in_order[i + 1..] {
-                    out.push((
-                        (*a).to_string(),
-                        Effect::CoPurchase {
-                            other: (*b).to_string(),
-                        },
-                    ));
-                    out.push((
-                        (*b).to_string(),
-                        Effect::CoPurchase {
-                            other: (*a).to_string(),
-                        },
-                    ));
+                    pair(&mut out, a, b, co_purchase);
                 }
             }
             let buy_window = window * 48;
             for (other, t) in &user.purchased {
                 if (t - ts_ms).abs() <= buy_window && !in_order.contains(&other.as_str()) {
                     for a in &in_order {
-                        out.push((
-                            (*a).to_string(),
-                            Effect::CoPurchase {
-                                other: other.clone(),
-                            },
-                        ));
-                        out.push((
-                            other.clone(),
-                            Effect::CoPurchase {
-                                other: (*a).to_string(),
-                            },
-                        ));
+                        pair(&mut out, a, other, co_purchase);
                     }
                 }
             }
         }
         Properties::Return(r) => {
             for l in &r.lines {
-                let n = l.quantity.max(1);
-                out.push((
-                    l.product_id.clone(),
-                    Effect::Count {
-                        kind: Kind::Return,
-                        ts_ms,
-                        n,
-                    },
-                ));
+                // Returns count units; they do not add popularity.
+                count(
+                    &mut out,
+                    &l.product_id,
+                    Kind::Return,
+                    l.quantity.max(1),
+                    0.0,
+                );
             }
         }
         _ => {}
