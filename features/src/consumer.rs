@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::FeatureMetrics;
 use crate::processor::{Incoming, Item, Processor};
 use crate::segment::RULE_SEGMENTS as RULE_SEGMENT_NAMES;
-use crate::state::product::ProductState;
+use crate::state::product::{ProductState, StockLevel};
 use crate::state::stream_id;
 use crate::Result;
 
@@ -207,11 +207,13 @@ fn decode(
                     ..
                 }) => Some(Item::Stock {
                     product_id,
-                    variant_id,
-                    size,
-                    location,
-                    available,
-                    seq,
+                    level: StockLevel {
+                        variant_id,
+                        size,
+                        location,
+                        available,
+                        seq,
+                    },
                 }),
                 Ok(CommerceEvent::Other) => None,
                 Err(e) => {

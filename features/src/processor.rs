@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use pipelines::event::{Event, Properties};
 
-use crate::state::product::{Effect, ProductState, POP_CART, POP_PURCHASE, POP_VIEW};
+use crate::state::product::{Effect, ProductState, StockLevel, POP_CART, POP_PURCHASE, POP_VIEW};
 use crate::state::user::{fingerprint, position, UserState};
 use crate::state::{revision_of, StreamId};
 use crate::store::{CasWrite, FeatureStore};
@@ -24,13 +24,10 @@ use crate::{Context, Error, Result};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     Event(Box<Event>),
+    /// A stock level of one of `product_id`'s variants (from `lusso.commerce.v1`).
     Stock {
         product_id: String,
-        variant_id: String,
-        size: String,
-        location: String,
-        available: i64,
-        seq: u64,
+        level: StockLevel,
     },
 }
 
@@ -124,21 +121,8 @@ impl Processor {
                         dirty.insert(id);
                     }
                 }
-                Item::Stock {
-                    product_id,
-                    variant_id,
-                    size,
-                    location,
-                    available,
-                    seq,
-                } => {
-                    let effect = Effect::Stock {
-                        variant_id: variant_id.clone(),
-                        size: size.clone(),
-                        location: location.clone(),
-                        available: *available,
-                        seq: *seq,
-                    };
+                Item::Stock { product_id, level } => {
+                    let effect = Effect::Stock(level.clone());
                     effects
                         .entry(product_id.clone())
                         .or_default()

@@ -15,6 +15,7 @@ use features::api::{app, FeaturesApi};
 use features::consumer::{self, ConsumerConfig};
 use features::metrics::FeatureMetrics;
 use features::processor::{state_id, Incoming, Item, Processor};
+use features::state::product::StockLevel;
 use features::state::stream_id;
 use pipelines::bus::{EventBus, Record};
 use pipelines::event::{Event, EventType};
@@ -253,11 +254,13 @@ async fn stock_levels_are_last_writer_wins(redis: bool) {
     let v = &product.variants[0];
     let level = |location: &str, available: i64, seq: u64| Item::Stock {
         product_id: product.id.clone(),
-        variant_id: v.id.clone(),
-        size: v.size.clone(),
-        location: location.to_string(),
-        available,
-        seq,
+        level: StockLevel {
+            variant_id: v.id.clone(),
+            size: v.size.clone(),
+            location: location.to_string(),
+            available,
+            seq,
+        },
     };
     let stream = stream_id(consumer::COMMERCE_STREAM, 1);
     let batch: Vec<Incoming> = [

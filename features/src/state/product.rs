@@ -35,13 +35,7 @@ pub enum Effect {
     /// Bought in the same order as (or within the co-purchase window of) `other`.
     CoPurchase { other: String },
     /// Absolute stock level of a variant at a location; last writer by `seq` wins.
-    Stock {
-        variant_id: String,
-        size: String,
-        location: String,
-        available: i64,
-        seq: u64,
-    },
+    Stock(StockLevel),
 }
 
 /// A stock level.
@@ -96,32 +90,16 @@ impl ProductState {
             Effect::CoPurchase { other } => {
                 self.neighbour(other, 0, 1, ctx.config.top_k_neighbours)
             }
-            Effect::Stock {
-                variant_id,
-                size,
-                location,
-                available,
-                seq,
-            } => {
+            Effect::Stock(level) => {
                 match self
                     .stock
                     .iter_mut()
-                    .find(|s| s.variant_id == *variant_id && s.location == *location)
+                    .find(|s| s.variant_id == level.variant_id && s.location == level.location)
                 {
-                    Some(s) if s.seq >= *seq => {}
-                    Some(s) => {
-                        s.available = *available;
-                        s.seq = *seq;
-                        s.size.clone_from(size);
-                    }
+                    Some(s) if s.seq >= level.seq => {}
+                    Some(s) => s.clone_from(level),
                     None => {
-                        self.stock.push(StockLevel {
-                            variant_id: variant_id.clone(),
-                            size: size.clone(),
-                            location: location.clone(),
-                            available: *available,
-                            seq: *seq,
-                        });
+                        self.stock.push(level.clone());
                         self.stock.sort_by(|a, b| {
                             (&a.variant_id, &a.location).cmp(&(&b.variant_id, &b.location))
                         });
