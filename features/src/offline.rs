@@ -301,7 +301,7 @@ pub struct VerifyReport {
 }
 
 /// Compares every shopper's and product's online features with a recomputation from the event log (both
-/// evaluated at `as_of`): integers, strings and lists exactly; decayed scores to 1e-4 relative ([`diff`]). Meaningful once the
+/// evaluated at `as_of`): integers, strings and lists exactly; decayed scores within one 4th-decimal rounding step ([`diff`]). Meaningful once the
 /// consumers have caught up with the log.
 pub async fn verify(
     online: &Processor,
@@ -386,8 +386,10 @@ async fn compare_blobs(
 }
 
 /// The first difference between two feature documents: numbers with a fraction (decayed scores, kept as `f32` and
-/// served to 4 decimals, so summing in another order can move the last digit) compare to 1e-4 relative (absolute
-/// below 1), everything else (every counter, list and name) exactly.
+/// served rounded to 4 decimals) compare within 2e-4 relative (absolute below 1): summing in another order moves
+/// the `f32` by far less than 1e-4, but a value sitting on a rounding boundary can then round to the neighbouring
+/// 4th decimal, a gap of one unit (1e-4) plus the drift. Everything else (every counter, list and name) compares
+/// exactly.
 pub fn diff(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<String> {
     use serde_json::Value;
     match (a, b) {
@@ -396,7 +398,7 @@ pub fn diff(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<
                 x.as_f64().unwrap_or(f64::NAN),
                 y.as_f64().unwrap_or(f64::NAN),
             );
-            ((x - y).abs() > 1e-4 * x.abs().max(y.abs()).max(1.0))
+            ((x - y).abs() > 2e-4 * x.abs().max(y.abs()).max(1.0))
                 .then(|| format!("{path}: {x} vs {y}"))
         }
         (Value::Object(x), Value::Object(y)) => {
@@ -418,5 +420,23 @@ pub fn diff(a: &serde_json::Value, b: &serde_json::Value, path: &str) -> Option<
                 .find_map(|(i, (p, q))| diff(p, q, &format!("{path}[{i}]")))
         }
         _ => (a != b).then(|| format!("{path}: {a} vs {b}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diff;
+    use serde_json::json;
+
+    #[test]
+    fn diff_allows_one_rounding_step_on_scores_and_nothing_on_counters() {
+        // Two sums of the same scores that straddle a rounding boundary (seen in CI: 0.09195 ± drift).
+        assert_eq!(diff(&json!({"s": 0.0919}), &json!({"s": 0.092}), ""), None);
+        assert!(diff(&json!({"s": 0.0917}), &json!({"s": 0.092}), "").is_some());
+        assert!(diff(&json!({"n": 3}), &json!({"n": 4}), "").is_some());
+        assert!(diff(&json!({"l": ["a"]}), &json!({"l": ["b"]}), "").is_some());
+        // Relative above 1: 2e-4 of the larger value.
+        assert_eq!(diff(&json!(1000.1), &json!(1000.0), ""), None);
+        assert!(diff(&json!(1000.5), &json!(1000.0), "").is_some());
     }
 }
