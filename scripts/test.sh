@@ -36,5 +36,12 @@ done
 set +e
 cargo test --workspace --all-targets -j2 "${cargo_args[@]}" -- --test-threads=4 "${test_args[@]}"
 status=$?
+# The data scientists' notebooks, executed headless against the CLI (skipped
+# when the caller narrowed the run with cargo args, e.g. `-p pipelines`).
+nb_status=0
+if ((${#cargo_args[@]} == 0)); then
+    bash "$ROOT/scripts/notebooks.sh"
+    nb_status=$?
+fi
 set -e
-exit "$status"
+exit $((status || nb_status))

@@ -3,6 +3,7 @@
 mod features_role;
 mod server;
 mod simulate;
+mod train_cmd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,6 +77,20 @@ enum Command {
     Segments {
         #[command(subcommand)]
         action: SegmentsAction,
+    },
+    /// Train a recommendation model (ALS, BPR or popularity) and register it as a new version.
+    Train(Box<train_cmd::TrainArgs>),
+    /// The model registry: list, show, promote, rollback.
+    Models {
+        #[command(subcommand)]
+        action: train_cmd::ModelsAction,
+        #[command(flatten)]
+        registry: train_cmd::RegistryArgs,
+    },
+    /// Offline evaluation protocols (Online Retail, any CSV split) for comparisons with other libraries.
+    Eval {
+        #[command(subcommand)]
+        action: train_cmd::EvalAction,
     },
     /// Inspect or replay rejected events ("bad rows").
     Quarantine {
@@ -208,6 +223,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Segments {
             action: SegmentsAction::Train { json },
         } => features_role::train(config, json).await,
+        Command::Train(args) => train_cmd::train(config, *args).await,
+        Command::Models { action, registry } => train_cmd::models(config, &registry, action),
+        Command::Eval { action } => tokio::task::block_in_place(|| train_cmd::eval(action)),
     }
 }
 

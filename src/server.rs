@@ -137,6 +137,13 @@ pub(crate) async fn build(
         Some(f) => router.merge(f),
         None => router,
     };
+    // The model registry (`/v1/models`) is served by the all-in-one process.
+    let router = if role == Role::All {
+        let registry = crate::train_cmd::open_registry(config, None)?;
+        router.merge(training::api::app(Arc::new(registry)))
+    } else {
+        router
+    };
     Ok(Running { router, tasks })
 }
 

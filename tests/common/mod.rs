@@ -110,12 +110,17 @@ pub fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 /// Plain HTTP/1.1 GET over a real socket; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path)
+}
+
+/// Plain HTTP/1.1 request without a body over a real socket; returns (status, body).
+pub fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut buf = String::new();
