@@ -300,7 +300,12 @@ pub fn train(
         split.train.nnz(),
         split.test.len(),
     ));
-    let (model, metrics, history) = fit_split(&split, &data.users, &data.items, spec, report)?;
+    let Fitted {
+        model,
+        metrics,
+        history,
+        ..
+    } = fit_split(&split, &data.users, &data.items, spec, report)?;
     let fit_seconds: f64 = history.iter().map(|h| h.seconds).sum();
     let to_time = |ms: i64| DateTime::from_timestamp_millis(ms);
     let meta = ModelMeta {
@@ -331,21 +336,32 @@ pub fn train(
     Ok(Trained { model, meta, split })
 }
 
+/// A fitted model with its evaluation.
+pub struct Fitted {
+    pub model: Model,
+    /// Final metrics (when the split has test users).
+    pub metrics: Option<Metrics>,
+    pub history: Vec<IterationRecord>,
+    /// Wall seconds of the whole fit (confidence scaling, transpose, every iteration; not the evaluation),
+    /// which is what a library's `fit()` call costs.
+    pub fit_seconds: f64,
+}
+
 /// Fits `spec.algo` on a prepared split (training weights in `split.train`), evaluating every
-/// `spec.eval_every` iterations and at the end (when the split has test users). Returns the model, the final
-/// metrics and the per-iteration history.
+/// `spec.eval_every` iterations and at the end (when the split has test users).
 pub fn fit_split(
     split: &Split,
     users: &IdIndex,
     items: &IdIndex,
     spec: &TrainSpec,
     report: &mut dyn FnMut(Report<'_>),
-) -> Result<(Model, Option<Metrics>, Vec<IterationRecord>)> {
+) -> Result<Fitted> {
     spec.validate()?;
     let pool = als::pool(spec.threads)?;
     let conf = Confidence::parse(&spec.confidence, spec.alpha)?;
     let train = &split.train;
     let mut history: Vec<IterationRecord> = Vec::new();
+    let eval_seconds = std::cell::Cell::new(0.0f64);
     report(Report::Fitting(match spec.algo {
         Algo::Als => spec.als().iterations,
         Algo::Bpr => spec.bpr().iterations,
@@ -355,6 +371,7 @@ pub fn fit_split(
         let evaluate = !split.test.is_empty()
             && spec.eval_every > 0
             && p.iteration.is_multiple_of(spec.eval_every);
+        let eval_started = std::time::Instant::now();
         let m = evaluate
             .then(|| pool.install(|| eval_factors(p.user_factors, p.item_factors, split, spec.k)));
         let loss = (spec.loss && spec.algo == Algo::Als).then(|| {
@@ -366,6 +383,7 @@ pub fn fit_split(
                 spec.regularization.unwrap_or(0.05),
             )
         });
+        eval_seconds.set(eval_seconds.get() + eval_started.elapsed().as_secs_f64());
         let rec = IterationRecord {
             iteration: p.iteration,
             seconds: p.seconds,
@@ -377,6 +395,7 @@ pub fn fit_split(
         report(Report::Iteration(&rec));
         history.push(rec);
     };
+    let started = std::time::Instant::now();
     let (uf, itf, reg) = match spec.algo {
         Algo::Als => {
             let p = spec.als();
@@ -391,10 +410,17 @@ pub fn fit_split(
         }
         Algo::Pop => (Factors::zeros(0, 0), Factors::zeros(0, 0), 0.0),
     };
+    // Time spent evaluating during the fit is not fitting.
+    let fit_seconds = started.elapsed().as_secs_f64() - eval_seconds.get();
     let model = Model::new(spec.algo, users.clone(), items.clone(), uf, itf, train, reg);
     let metrics =
         (!split.test.is_empty()).then(|| pool.install(|| eval::evaluate(&model, split, spec.k)));
-    Ok((model, metrics, history))
+    Ok(Fitted {
+        model,
+        metrics,
+        history,
+        fit_seconds,
+    })
 }
 
 /// The positive entries only (BPR learns from what was liked; a returned item is not a positive).

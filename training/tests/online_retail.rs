@@ -54,9 +54,8 @@ fn spec(algo: Algo, seed: u64) -> TrainSpec {
 }
 
 fn run(r: &RetailSplit, algo: Algo, seed: u64) -> (training::model::Model, Metrics) {
-    let (model, metrics, _) =
-        fit_split(&r.split, &r.users, &r.items, &spec(algo, seed), &mut |_| {}).unwrap();
-    (model, metrics.unwrap())
+    let f = fit_split(&r.split, &r.users, &r.items, &spec(algo, seed), &mut |_| {}).unwrap();
+    (f.model, f.metrics.unwrap())
 }
 
 fn mean(r: &RetailSplit, algo: Algo) -> (f64, f64) {
@@ -130,7 +129,7 @@ fn als_factors_are_bit_identical_for_a_seed_and_thread_count() {
         s.iterations = Some(5);
         fit_split(&r.split, &r.users, &r.items, &s, &mut |_| {})
             .unwrap()
-            .0
+            .model
     };
     assert_eq!(one(2).item_factors, one(2).item_factors);
 }
