@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use pipelines::config::BackendConfig;
@@ -183,19 +182,6 @@ enum TrainAction {
     },
 }
 
-fn parse_time(s: &str, field: &str) -> anyhow::Result<DateTime<Utc>> {
-    if s == "now" {
-        return Ok(Utc::now());
-    }
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .with_context(|| {
-            format!(
-                "{field}: {s:?} is not an RFC 3339 instant (e.g. 2026-11-01T00:00:00Z) or `now`"
-            )
-        })
-}
-
 fn data_spec(d: &DataArgs, mut spec: TrainSpec) -> anyhow::Result<(Source, TrainSpec)> {
     spec.weights = EventWeights {
         view: d.weight_view,
@@ -207,7 +193,7 @@ fn data_spec(d: &DataArgs, mut spec: TrainSpec) -> anyhow::Result<(Source, Train
     spec.as_of = d
         .as_of
         .as_deref()
-        .map(|s| parse_time(s, "as-of"))
+        .map(crate::features_role::parse_as_of)
         .transpose()?;
     spec.min_user_items = d.min_user_items;
     spec.min_item_users = d.min_item_users;

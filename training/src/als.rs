@@ -327,15 +327,7 @@ mod tests {
     /// Two taste groups: users 0-9 like items 0-5, users 10-19 like items 6-11; each user misses the
     /// own-group items with (u + i) % 5 == 0.
     fn toy() -> Csr {
-        let mut t = Vec::new();
-        for u in 0..20u32 {
-            for i in 0..12u32 {
-                if (u < 10) == (i < 6) && (u + i) % 5 != 0 {
-                    t.push((u, i, 5.0));
-                }
-            }
-        }
-        Csr::from_triples(20, 12, &t)
+        crate::matrix::two_groups(20, 12, 5, 5.0)
     }
 
     /// Every user ranks each unseen item of their own group above every item of the other group.

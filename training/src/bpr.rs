@@ -243,16 +243,9 @@ mod tests {
     use super::*;
     use crate::linalg::dot;
 
+    /// Users 0-19 like items 0-9, users 20-39 items 10-19; each misses those with (u + i) % 3 == 0.
     fn toy() -> Csr {
-        let mut t = Vec::new();
-        for u in 0..40u32 {
-            for i in 0..20u32 {
-                if (u < 20) == (i < 10) && (u + i) % 3 != 0 {
-                    t.push((u, i, 1.0));
-                }
-            }
-        }
-        Csr::from_triples(40, 20, &t)
+        crate::matrix::two_groups(40, 20, 3, 1.0)
     }
 
     fn params(threads: usize) -> BprParams {

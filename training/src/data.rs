@@ -137,6 +137,18 @@ impl Window {
 }
 
 impl Interactions {
+    /// Adds one interaction.
+    pub fn push(&mut self, user: &str, item: &str, weight: f32, ts_ms: i64) {
+        let user = self.users.intern(user);
+        let item = self.items.intern(item);
+        self.rows.push(Interaction {
+            user,
+            item,
+            weight,
+            ts_ms,
+        });
+    }
+
     /// Adds one event's interactions (if it is inside `window`).
     pub fn push_event(&mut self, e: &Event, weights: &EventWeights, window: &Window) {
         if e.ts > window.as_of || e.ts <= window.from() {
@@ -144,17 +156,9 @@ impl Interactions {
         }
         let ts_ms = e.ts.timestamp_millis();
         let add = |this: &mut Interactions, product: &str, weight: f32| {
-            if weight == 0.0 || product.is_empty() {
-                return;
+            if weight != 0.0 && !product.is_empty() {
+                this.push(e.key(), product, weight, ts_ms);
             }
-            let user = this.users.intern(e.key());
-            let item = this.items.intern(product);
-            this.rows.push(Interaction {
-                user,
-                item,
-                weight,
-                ts_ms,
-            });
         };
         match &e.properties {
             Properties::ProductView(p) => add(self, &p.product_id, weights.view),
@@ -207,13 +211,7 @@ impl Interactions {
     /// milliseconds since the epoch). Without `ts`, the row number stands in for time (leave-last-out still
     /// works, a time split does not). Errors name the line and the field.
     pub fn from_csv(path: &Path) -> Result<Interactions> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let reader: Box<dyn Read> = if path.extension().is_some_and(|x| x == "gz") {
-            Box::new(flate2::read::GzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
-        let mut csv = csv::Reader::from_reader(reader);
+        let mut csv = csv::Reader::from_reader(open_maybe_gzip(path)?);
         let at = |what: &str, line: u64, why: String| {
             Error::BadInput(format!("{}: line {line}: {what}: {why}", path.display()))
         };
@@ -273,14 +271,7 @@ impl Interactions {
                 }
                 None => n as i64,
             };
-            let user = data.users.intern(user);
-            let item = data.items.intern(item);
-            data.rows.push(Interaction {
-                user,
-                item,
-                weight,
-                ts_ms,
-            });
+            data.push(user, item, weight, ts_ms);
         }
         Ok(data)
     }
@@ -357,6 +348,16 @@ impl Interactions {
         let max = self.rows.iter().map(|r| r.ts_ms).max()?;
         Some((min, max))
     }
+}
+
+/// Opens a file for reading, decompressing it when its name ends in `.gz`.
+pub fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    Ok(if path.extension().is_some_and(|x| x == "gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
 }
 
 /// SHA-256 of a training matrix with its ids (hex): what the registry records as the training-data hash.

@@ -191,6 +191,21 @@ pub fn sort_ids(ids: &mut [String]) {
     }
 }
 
+/// A test matrix with two taste groups: users below `users / 2` like the items below `items / 2`, the others
+/// the rest; each user misses the own-group items with `(u + i) % skip == 0`. Every entry has `value`.
+#[cfg(test)]
+pub(crate) fn two_groups(users: u32, items: u32, skip: u32, value: f32) -> Csr {
+    let mut t = Vec::new();
+    for u in 0..users {
+        for i in 0..items {
+            if (u < users / 2) == (i < items / 2) && (u + i) % skip != 0 {
+                t.push((u, i, value));
+            }
+        }
+    }
+    Csr::from_triples(users as usize, items as usize, &t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@
 //! 5. Truth per train user: test items in the train item set that the user has no train entry for.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use crate::eval::Split;
@@ -42,13 +42,7 @@ fn valid_stock_code(s: &str) -> bool {
 
 /// Reads the protocol from the (optionally gzipped) CSV at `path`.
 pub fn load(path: &Path) -> Result<RetailSplit> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|x| x == "gz") {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut csv = csv::ReaderBuilder::new().from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new().from_reader(crate::data::open_maybe_gzip(path)?);
     let headers = csv
         .headers()
         .map_err(|e| Error::BadInput(format!("{}: header: {e}", path.display())))?
