@@ -1,6 +1,7 @@
 //! `lusso`: the command line and composition root of every Lusso role.
 
 mod features_role;
+mod ope_cmd;
 mod server;
 mod simulate;
 mod train_cmd;
@@ -92,6 +93,8 @@ enum Command {
         #[command(subcommand)]
         action: train_cmd::EvalAction,
     },
+    /// Off-policy evaluation: IPW, SNIPW, DM and DR estimates (with bootstrap intervals) of a policy on a log.
+    Ope(ope_cmd::OpeArgs),
     /// Inspect or replay rejected events ("bad rows").
     Quarantine {
         #[command(subcommand)]
@@ -225,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
         } => features_role::train(config, json).await,
         Command::Train(args) => train_cmd::train(config, *args).await,
         Command::Models { action, registry } => train_cmd::models(config, &registry, action),
+        Command::Ope(args) => tokio::task::block_in_place(|| ope_cmd::run(args)),
         Command::Eval { action } => tokio::task::block_in_place(|| train_cmd::eval(action)),
     }
 }

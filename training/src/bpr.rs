@@ -11,19 +11,16 @@
 //!   `yⱼ += η(−z xᵤ − λyⱼ)` (the user's bias column stays 1).
 //!
 //! Threads share the factors without locks (Hogwild): each thread draws `nnz / threads` samples from its own
-//! seeded stream, and the factors are `AtomicU32` cells read and written with relaxed ordering (plain moves on
+//! seeded SplitMix64 stream, and the factors are `AtomicU32` cells read and written with relaxed ordering (plain moves on
 //! x86-64), so racing updates may overwrite each other, as in implicit. One thread is fully deterministic.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use rand::Rng;
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::als::{check_threads, Progress};
-use crate::linalg::Factors;
+use crate::linalg::{dot, Factors};
 use crate::matrix::Csr;
 use crate::{Error, Result};
 
@@ -190,7 +187,28 @@ pub fn fit(
     Ok((users, items))
 }
 
-/// One thread's share of an epoch; returns (correctly ordered samples, skipped samples).
+/// SplitMix64: a small, fast, seedable stream for sampling (each thread has its own).
+struct SplitMix(u64);
+
+impl SplitMix {
+    #[inline]
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, n)` by Lemire's multiply-shift (bias below 2⁻³² for any index range here).
+    #[inline]
+    fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next()) * n as u128) >> 64) as usize
+    }
+}
+
+/// One thread's share of an epoch; returns (correctly ordered samples, skipped samples). Each sample copies
+/// the three rows into local buffers, updates them with vectorisable loops, and stores them back.
 fn epoch(
     cui: &Csr,
     user_of: &[u32],
@@ -200,39 +218,44 @@ fn epoch(
     samples: usize,
     seed: u64,
 ) -> (u64, u64) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = SplitMix(seed);
     let nnz = cui.nnz();
     let k = uc.k;
     let (lr, reg) = (p.learning_rate, p.regularization);
     let (mut correct, mut skipped) = (0u64, 0u64);
-    let mut diff = vec![0f32; k];
+    let (mut xu, mut yi, mut yj) = (vec![0f32; k], vec![0f32; k], vec![0f32; k]);
     for _ in 0..samples {
-        let liked_at = rng.random_range(0..nnz);
+        let liked_at = rng.below(nnz);
         let u = user_of[liked_at] as usize;
         let liked = cui.indices[liked_at] as usize;
-        let disliked = cui.indices[rng.random_range(0..nnz)] as usize;
+        let disliked = cui.indices[rng.below(nnz)] as usize;
         if liked == disliked || (p.verify_negative && cui.contains(u, disliked as u32)) {
             skipped += 1;
             continue;
         }
-        let mut score = 0f32;
-        for (c, d) in diff.iter_mut().enumerate() {
-            *d = ic.get(liked, c) - ic.get(disliked, c);
-            score += uc.get(u, c) * *d;
+        for c in 0..k {
+            xu[c] = uc.get(u, c);
+            yi[c] = ic.get(liked, c);
+            yj[c] = ic.get(disliked, c);
         }
+        let score = dot(&xu, &yi) - dot(&xu, &yj);
         let z = 1.0 / (1.0 + score.exp());
         if z < 0.5 {
             correct += 1;
         }
-        for (c, d) in diff.iter().enumerate() {
-            let xu = uc.get(u, c);
-            if c + 1 < k {
-                uc.set(u, c, xu + lr * (z * d - reg * xu));
-            }
-            let yi = ic.get(liked, c);
-            ic.set(liked, c, yi + lr * (z * xu - reg * yi));
-            let yj = ic.get(disliked, c);
-            ic.set(disliked, c, yj + lr * (-z * xu - reg * yj));
+        for c in 0..k {
+            let (x, a, b) = (xu[c], yi[c], yj[c]);
+            xu[c] = x + lr * (z * (a - b) - reg * x);
+            yi[c] = a + lr * (z * x - reg * a);
+            yj[c] = b + lr * (-z * x - reg * b);
+        }
+        // The user's bias column stays 1.
+        for (c, x) in xu[..k - 1].iter().enumerate() {
+            uc.set(u, c, *x);
+        }
+        for (c, (a, b)) in yi.iter().zip(&yj).enumerate() {
+            ic.set(liked, c, *a);
+            ic.set(disliked, c, *b);
         }
     }
     (correct, skipped)
@@ -241,7 +264,6 @@ fn epoch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::linalg::dot;
 
     /// Users 0-19 like items 0-9, users 20-39 items 10-19; each misses those with (u + i) % 3 == 0.
     fn toy() -> Csr {

@@ -95,12 +95,14 @@ pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// `out = scale · M v` for a row-major square `M` (`k × k`).
+/// `out = scale · M v` for a symmetric row-major `M` (`k × k`), accumulated as `Σⱼ (scale·vⱼ) · Mⱼ` (one axpy per
+/// row: only vertical operations, no horizontal sums, so it vectorises fully).
 #[inline]
 pub fn matvec(m: &[f32], v: &[f32], scale: f32, out: &mut [f32]) {
     let k = v.len();
-    for (j, o) in out.iter_mut().enumerate() {
-        *o = scale * dot(&m[j * k..(j + 1) * k], v);
+    out.fill(0.0);
+    for (row, vj) in m.chunks_exact(k).zip(v) {
+        axpy(scale * vj, row, out);
     }
 }
 
