@@ -59,26 +59,39 @@ impl Default for AlsParams {
 impl AlsParams {
     /// Checks the values, naming the field at fault.
     pub fn validate(&self) -> Result<()> {
-        if self.factors == 0 || self.factors > 1024 {
-            return Err(Error::BadInput(format!(
-                "factors: {} is out of range (1..=1024)",
-                self.factors
-            )));
-        }
-        if !(self.regularization >= 0.0 && self.regularization.is_finite()) {
-            return Err(Error::BadInput(format!(
-                "regularization: {} must be a finite number ≥ 0",
-                self.regularization
-            )));
-        }
-        if self.iterations == 0 {
-            return Err(Error::BadInput("iterations: must be at least 1".into()));
-        }
         if self.solver == Solver::Cg && self.cg_steps == 0 {
             return Err(Error::BadInput("cg_steps: must be at least 1".into()));
         }
-        check_threads(self.threads)
+        check_common(
+            self.factors,
+            self.regularization,
+            self.iterations,
+            self.threads,
+        )
     }
+}
+
+/// The checks every factor model shares: factors, λ, iterations, threads (the error names the field).
+pub(crate) fn check_common(
+    factors: usize,
+    regularization: f32,
+    iterations: usize,
+    threads: usize,
+) -> Result<()> {
+    if factors == 0 || factors > 1024 {
+        return Err(Error::BadInput(format!(
+            "factors: {factors} is out of range (1..=1024)"
+        )));
+    }
+    if !(regularization >= 0.0 && regularization.is_finite()) {
+        return Err(Error::BadInput(format!(
+            "regularization: {regularization} must be a finite number ≥ 0"
+        )));
+    }
+    if iterations == 0 {
+        return Err(Error::BadInput("iterations: must be at least 1".into()));
+    }
+    check_threads(threads)
 }
 
 /// Rejects 0 or absurd thread counts.

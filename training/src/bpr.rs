@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::als::{check_threads, Progress};
+use crate::als::{check_common, Progress};
 use crate::linalg::{dot, Factors};
 use crate::matrix::Csr;
 use crate::{Error, Result};
@@ -53,28 +53,18 @@ impl Default for BprParams {
 impl BprParams {
     /// Checks the values, naming the field at fault.
     pub fn validate(&self) -> Result<()> {
-        if self.factors == 0 || self.factors > 1024 {
-            return Err(Error::BadInput(format!(
-                "factors: {} is out of range (1..=1024)",
-                self.factors
-            )));
-        }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Err(Error::BadInput(format!(
                 "learning_rate: {} must be a finite number > 0",
                 self.learning_rate
             )));
         }
-        if !(self.regularization >= 0.0 && self.regularization.is_finite()) {
-            return Err(Error::BadInput(format!(
-                "regularization: {} must be a finite number ≥ 0",
-                self.regularization
-            )));
-        }
-        if self.iterations == 0 {
-            return Err(Error::BadInput("iterations: must be at least 1".into()));
-        }
-        check_threads(self.threads)
+        check_common(
+            self.factors,
+            self.regularization,
+            self.iterations,
+            self.threads,
+        )
     }
 }
 
