@@ -104,6 +104,10 @@ pub async fn context_and_store(redis: bool) -> (Arc<Context>, Arc<dyn FeatureSto
     let prefix = format!("{}:", fresh("lusso_test"));
     let config = FeaturesConfig {
         key_prefix: prefix.clone(),
+        // Neighbour lists are exact only below their cap (2 × top-K; beyond it the weakest is dropped, which
+        // depends on arrival order). These tests compare runs that apply the same events in different orders
+        // (batch cuts, redelivery, outages), so they keep every product below the cap.
+        top_k_neighbours: 1000,
         ..FeaturesConfig::default()
     };
     let (store, guard): (Arc<dyn FeatureStore>, _) = if redis {
