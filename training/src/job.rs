@@ -360,6 +360,9 @@ pub fn fit_split(
     let pool = als::pool(spec.threads)?;
     let conf = Confidence::parse(&spec.confidence, spec.alpha)?;
     let train = &split.train;
+    // The confidence matrix, once (ALS trains on it; the per-iteration loss reads it).
+    let started = std::time::Instant::now();
+    let confidence = (spec.algo == Algo::Als).then(|| train.map_values(|w| conf.apply(w)));
     let mut history: Vec<IterationRecord> = Vec::new();
     let eval_seconds = std::cell::Cell::new(0.0f64);
     report(Report::Fitting(match spec.algo {
@@ -374,10 +377,9 @@ pub fn fit_split(
         let eval_started = std::time::Instant::now();
         let m = evaluate
             .then(|| pool.install(|| eval_factors(p.user_factors, p.item_factors, split, spec.k)));
-        let loss = (spec.loss && spec.algo == Algo::Als).then(|| {
-            let c = train.map_values(|w| conf.apply(w));
+        let loss = confidence.as_ref().filter(|_| spec.loss).map(|c| {
             als::loss(
-                &c,
+                c,
                 p.user_factors,
                 p.item_factors,
                 spec.regularization.unwrap_or(0.05),
@@ -395,12 +397,11 @@ pub fn fit_split(
         report(Report::Iteration(&rec));
         history.push(rec);
     };
-    let started = std::time::Instant::now();
     let (uf, itf, reg) = match spec.algo {
         Algo::Als => {
             let p = spec.als();
-            let c = train.map_values(|w| conf.apply(w));
-            let (u, i) = als::fit(&c, &p, &mut on_iteration)?;
+            let c = confidence.as_ref().expect("built above for ALS");
+            let (u, i) = als::fit(c, &p, &mut on_iteration)?;
             (u, i, p.regularization)
         }
         Algo::Bpr => {
