@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 /// The features role's router and background tasks.
 pub(crate) struct FeaturesRole {
     pub(crate) router: Router,
+    /// The API state, also used by the bandits role to read a shopper's features.
+    pub(crate) api: FeaturesApi,
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -86,9 +88,23 @@ pub(crate) async fn start(
         }
     }
     Ok(FeaturesRole {
-        router: api::app(api),
+        router: api::app(api.clone()),
+        api,
         tasks,
     })
+}
+
+/// A read-only view of the feature store (no consumers), for roles that look shoppers up.
+pub(crate) async fn lookup_api(
+    config: &BackendConfig,
+    fcfg: FeaturesConfig,
+) -> anyhow::Result<FeaturesApi> {
+    let store = features::store::open(&fcfg).await?;
+    let ctx = Arc::new(Context::new(
+        Arc::new(Catalog::generate(config.catalog_seed)),
+        fcfg,
+    ));
+    Ok(FeaturesApi::new(Processor::new(ctx, store)))
 }
 
 /// Replay progress: the bar on a TTY, a log line every 500,000 events otherwise (pages are 50,000 events).

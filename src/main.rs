@@ -1,5 +1,6 @@
 //! `lusso`: the command line and composition root of every Lusso role.
 
+mod bandits_role;
 mod features_role;
 mod ope_cmd;
 mod server;
@@ -170,7 +171,7 @@ enum QuarantineAction {
 /// Roles a process can play.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Role {
-    /// Collector, sink and features in one process.
+    /// Collector, sink, features, bandits and the model registry in one process.
     All,
     /// HTTP collector only.
     Collector,
@@ -178,6 +179,9 @@ pub(crate) enum Role {
     Sink,
     /// Feature consumers (bus → Redis / in-memory store) and the features API.
     Features,
+    /// The bandit service: decisions, reward joining, slots, reports and the dashboard (state in
+    /// PostgreSQL when LUSSO_DATABASE_URL is set).
+    Bandits,
 }
 
 fn init_tracing() {

@@ -93,10 +93,12 @@ pub(crate) async fn build(
     bus: Arc<dyn EventBus>,
     log: Option<Arc<dyn EventLog>>,
     features: FeaturesConfig,
+    seed_demo: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
     let metrics = Metrics::new();
     let mut tasks = Vec::new();
+    let bandits_log = log.clone();
     if let (Role::All | Role::Sink, Some(log)) = (role, log.clone()) {
         let (bus, metrics, token) = (bus.clone(), metrics.clone(), shutdown.clone());
         let cfg = sink_config(config);
@@ -106,7 +108,8 @@ pub(crate) async fn build(
             }
         }));
     }
-    let features_router = match role {
+    let features_cfg = features.clone();
+    let (features_router, features_api) = match role {
         Role::All | Role::Features => {
             let f = crate::features_role::start(
                 config,
@@ -114,19 +117,40 @@ pub(crate) async fn build(
                 bus.clone(),
                 log,
                 metrics.registry(),
-                shutdown,
+                shutdown.clone(),
             )
             .await?;
             tasks.extend(f.tasks);
-            Some(f.router)
+            (Some(f.router), Some(f.api))
         }
-        Role::Collector | Role::Sink => None,
+        Role::Collector | Role::Sink | Role::Bandits => (None, None),
+    };
+    let bandits_router = match role {
+        Role::All | Role::Bandits => {
+            let lookups = match features_api {
+                Some(api) => Some(api),
+                None => Some(crate::features_role::lookup_api(config, features_cfg).await?),
+            };
+            let b = crate::bandits_role::start(
+                config,
+                bus.clone(),
+                bandits_log,
+                lookups,
+                metrics.registry(),
+                seed_demo,
+                shutdown.clone(),
+            )
+            .await?;
+            tasks.extend(b.tasks);
+            Some(b.router)
+        }
+        _ => None,
     };
     let router = match role {
         Role::All | Role::Collector => {
             collector::app(CollectorState::new(bus, collector_config(config), metrics))
         }
-        Role::Sink | Role::Features => {
+        Role::Sink | Role::Features | Role::Bandits => {
             let m = metrics;
             Router::new()
                 .route("/healthz", get(|| async { "ok" }))
@@ -135,6 +159,10 @@ pub(crate) async fn build(
     };
     let router = match features_router {
         Some(f) => router.merge(f),
+        None => router,
+    };
+    let router = match bandits_router {
+        Some(b) => router.merge(b),
         None => router,
     };
     // The model registry (`/v1/models`) is served by the all-in-one process.
@@ -170,7 +198,9 @@ pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyh
         }
     }
     let log = match role {
-        Role::All | Role::Sink | Role::Features => Some(pipelines::log::open(&config).await?),
+        Role::All | Role::Sink | Role::Features | Role::Bandits => {
+            Some(pipelines::log::open(&config).await?)
+        }
         Role::Collector => None,
     };
     tracing::info!(?role, %addr, bus = %bus.describe(),
@@ -181,6 +211,7 @@ pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyh
         bus,
         log,
         FeaturesConfig::from_env()?,
+        false,
         shutdown.clone(),
     )
     .await?;
@@ -201,6 +232,7 @@ pub(crate) async fn demo(
 ) -> anyhow::Result<()> {
     config.kafka_brokers = None;
     config.clickhouse_url = None;
+    config.database_url = None;
     let shutdown = shutdown_on_signal();
     let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new(Default::default()));
     let log = pipelines::log::open(&config).await?;
@@ -215,6 +247,7 @@ pub(crate) async fn demo(
         bus,
         Some(log.clone()),
         features,
+        true,
         shutdown.clone(),
     )
     .await?;
@@ -226,6 +259,8 @@ pub(crate) async fn demo(
     println!("  collector     POST {url}/v1/events   schema {url}/v1/schemas/events");
     println!("  health        {url}/healthz  {url}/readyz  {url}/metrics  {url}/openapi.json");
     println!("  quarantine    {url}/v1/quarantine   (lusso quarantine list)");
+    println!("  bandits       POST {url}/v1/decisions  POST {url}/v1/rewards  {url}/v1/slots  {url}/v1/bandits/home_hero/report");
+    println!("  dashboard     {url}/dashboard");
     println!("  features      {url}/v1/users/{{id}}/features  {url}/v1/users/{{id}}/segment  {url}/v1/products/{{id}}/features  {url}/v1/segments");
     println!(
         "  event log     {}   (lusso query \"SELECT type, count(*) FROM events GROUP BY type\")",

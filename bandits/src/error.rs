@@ -6,6 +6,15 @@ pub enum Error {
     /// The caller's input is wrong (the message names the file, line or field and the reason).
     #[error("{0}")]
     BadInput(String),
+    /// The named slot, arm or decision does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (e.g. a slot with no active arm, a duplicate id).
+    #[error("{0}")]
+    Conflict(String),
+    /// A backend (Postgres, the bus, the event log) is unreachable; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
     /// A bug or an I/O failure on our side.
     #[error("{0}")]
     Internal(String),
@@ -13,3 +22,24 @@ pub enum Error {
 
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => Error::Unavailable(format!("postgres: {e}")),
+            other => Error::Internal(format!("postgres: {other}")),
+        }
+    }
+}
+
+impl From<pipelines::Error> for Error {
+    fn from(e: pipelines::Error) -> Self {
+        match e {
+            pipelines::Error::Unavailable(m) | pipelines::Error::Full(m) => Error::Unavailable(m),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

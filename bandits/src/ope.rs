@@ -328,7 +328,6 @@ pub fn evaluate(
             spec.alpha
         )));
     }
-    let n = fb.rounds.len();
     // q̄(p) per position.
     let qbar: Vec<f64> = (0..fb.len_list)
         .map(|p| {
@@ -350,20 +349,70 @@ pub fn evaluate(
         .iter()
         .map(|r| policy.prob(r.action, r.position) / r.pscore)
         .collect();
+    let qbar_i: Vec<f64> = fb.rounds.iter().map(|r| qbar[r.position]).collect();
+    Ok(estimates(fb, q, &w, &qbar_i, spec))
+}
+
+/// Evaluates a policy that may differ per round (e.g. per shopper segment): `dists[i][a]` is the
+/// evaluation policy's probability of action `a` at round `i`'s position. The reward model is the
+/// empirical one; with the same distribution on every round this equals [`evaluate`].
+pub fn evaluate_contextual(
+    fb: &Feedback,
+    dists: &[Vec<f64>],
+    spec: IntervalSpec,
+) -> Result<Report> {
+    if dists.len() != fb.rounds.len() || dists.iter().any(|d| d.len() < fb.n_actions) {
+        return Err(Error::BadInput(format!(
+            "policy: need one distribution over {} actions per round ({} rounds, {} given)",
+            fb.n_actions,
+            fb.rounds.len(),
+            dists.len()
+        )));
+    }
+    if fb.rounds.is_empty() {
+        return Err(Error::BadInput("log: no rounds to evaluate".into()));
+    }
+    let q = RewardModel::empirical(fb);
+    let mut w = Vec::with_capacity(dists.len());
+    let mut qbar_i = Vec::with_capacity(dists.len());
+    for (r, d) in fb.rounds.iter().zip(dists) {
+        w.push(d[r.action] / r.pscore);
+        let (num, den) = d.iter().enumerate().fold((0.0, 0.0), |(n, s), (a, p)| {
+            let qa = if a < fb.n_actions {
+                q.get(a, r.position)
+            } else {
+                0.0
+            };
+            (n + p * qa, s + p)
+        });
+        qbar_i.push(if den > 0.0 { num / den } else { 0.0 });
+    }
+    Ok(estimates(fb, &q, &w, &qbar_i, spec))
+}
+
+/// The four estimates from the importance weights `w` and the model's value `qbar_i` of each round.
+fn estimates(
+    fb: &Feedback,
+    q: &RewardModel,
+    w: &[f64],
+    qbar_i: &[f64],
+    spec: IntervalSpec,
+) -> Report {
+    let n = fb.rounds.len();
     let mean_w = w.iter().sum::<f64>() / n as f64;
     let mut values = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
     for (i, r) in fb.rounds.iter().enumerate() {
         values[0][i] = w[i] * r.reward;
         values[1][i] = w[i] * r.reward / mean_w;
-        values[2][i] = qbar[r.position];
-        values[3][i] = qbar[r.position] + w[i] * (r.reward - q.get(r.action, r.position));
+        values[2][i] = qbar_i[i];
+        values[3][i] = qbar_i[i] + w[i] * (r.reward - q.get(r.action, r.position));
     }
     let intervals = bootstrap(&values, spec);
     let est = |k: usize| Estimate {
         value: values[k].iter().sum::<f64>() / n as f64,
         interval: intervals[k],
     };
-    Ok(Report {
+    Report {
         ipw: est(0),
         snipw: est(1),
         dm: est(2),
@@ -373,7 +422,7 @@ pub fn evaluate(
         len_list: fb.len_list,
         on_policy_value: fb.rounds.iter().map(|r| r.reward).sum::<f64>() / n as f64,
         interval: spec,
-    })
+    }
 }
 
 /// obp's percentile bootstrap for several per-round value vectors at once: a fresh `RandomState(seed)` per

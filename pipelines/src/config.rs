@@ -20,6 +20,9 @@ pub struct BackendConfig {
     pub data_dir: PathBuf,
     /// `LUSSO_TOPIC_PREFIX` (default empty): prepended to every topic name; tests use a fresh one.
     pub topic_prefix: String,
+    /// `LUSSO_DATABASE_URL`, e.g. `postgres://postgres@127.0.0.1:5432/lusso`; `None` = in-memory state for
+    /// the services that keep it in PostgreSQL (bandits).
+    pub database_url: Option<String>,
     /// `LUSSO_CATALOG_SEED` (default 42): seed of the built-in synthetic catalogue every role and the simulator
     /// share (product attributes for features, prices for serving).
     pub catalog_seed: u64,
@@ -54,6 +57,7 @@ impl BackendConfig {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("data")),
             topic_prefix: env_nonempty("LUSSO_TOPIC_PREFIX").unwrap_or_default(),
+            database_url: env_nonempty("LUSSO_DATABASE_URL"),
             catalog_seed: env_nonempty("LUSSO_CATALOG_SEED")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_CATALOG_SEED),
