@@ -232,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
         } => features_role::train(config, json).await,
         Command::Train(args) => train_cmd::train(config, *args).await,
         Command::Models { action, registry } => train_cmd::models(config, &registry, action),
-        Command::Ope(args) => tokio::task::block_in_place(|| ope_cmd::run(args)),
+        Command::Ope(args) => ope_cmd::run(config, args).await,
         Command::Eval { action } => tokio::task::block_in_place(|| train_cmd::eval(action)),
     }
 }

@@ -49,6 +49,20 @@ pub(crate) struct SimulateArgs {
     /// Write the ground truth (true segments, tastes, banner click rates) as JSON here.
     #[arg(long)]
     pub(crate) truth: Option<PathBuf>,
+    /// Instead of posting events: the bandit regret check. Every policy chooses the home_hero banner
+    /// for simulated shoppers with the simulator's true click rates; prints cumulative regret against
+    /// the best single banner and the per-segment oracle.
+    #[arg(long)]
+    pub(crate) bandit: bool,
+    /// With --bandit: decisions per policy.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) decisions: usize,
+    /// With --bandit: rewards reach the learner in batches of this many decisions (delayed feedback).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) feedback_batch: usize,
+    /// With --bandit: print JSON instead of the Markdown table.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 impl SimulateArgs {
@@ -65,6 +79,10 @@ impl SimulateArgs {
             max_events: None,
             duration: None,
             truth: None,
+            bandit: false,
+            decisions: 100_000,
+            feedback_batch: 100,
+            json: false,
         }
     }
 
@@ -145,6 +163,9 @@ async fn post(http: &reqwest::Client, url: &str, events: &[Value]) -> anyhow::Re
 
 /// Runs the simulator until `max_events`/`duration` (or forever).
 pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    if args.bandit {
+        return bandit_regret(&args).await;
+    }
     args.validate()?;
     let catalog = Arc::new(Catalog::generate(args.catalog_seed));
     let start = Utc::now() - chrono::Duration::hours(args.history_hours);
@@ -198,6 +219,42 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         "simulated {sent} events ({rejected} rejected) in {:.1} s to {url}",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// `lusso simulate --bandit`: the regret table of every policy on the simulator's true banner CTRs.
+async fn bandit_regret(args: &SimulateArgs) -> anyhow::Result<()> {
+    if args.decisions == 0 || args.decisions > 10_000_000 {
+        bail!("--decisions must be between 1 and 10000000");
+    }
+    if args.feedback_batch == 0 || args.feedback_batch > args.decisions {
+        bail!("--feedback-batch must be between 1 and --decisions");
+    }
+    let config = bandits::sim::SimConfig::new(args.decisions, args.seed, args.feedback_batch);
+    let total = (args.decisions * bandits::sim::SimPolicy::ALL.len()) as u64;
+    let bar = crate::server::progress_bar(total, "bandit regret");
+    let report = tokio::task::spawn_blocking(move || {
+        let mut done_before = 0u64;
+        let mut current = String::new();
+        bandits::sim::run(&config, |policy, n| {
+            if policy != current {
+                if !current.is_empty() {
+                    done_before += config.decisions as u64;
+                }
+                current = policy.to_string();
+            }
+            bar.set_position(done_before + n as u64);
+            if n % 50_000 == 0 {
+                tracing::info!(policy, decisions = n, "bandit regret simulation");
+            }
+        })
+    })
+    .await??;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_markdown());
+    }
     Ok(())
 }
 

@@ -15,6 +15,7 @@
 //! - [`joiner`]: reward joining from `lusso.events.v1`, the decision outbox to `lusso.decisions.v1` and the
 //!   event log, window expiry.
 //! - [`api`]: the HTTP routes and their error mapping; [`metrics`]: Prometheus metrics.
+//! - [`sim`]: the simulator check: each policy's cumulative regret on the shopper simulator's true CTRs.
 //! - [`ope`]: logged bandit feedback (our decision log or an Open Bandit Dataset CSV), evaluation policies
 //!   (`action,position,prob` CSV), and the IPW, SNIPW, DM and DR estimators with bootstrap intervals, equal to
 //!   Open Bandit Pipeline 0.5.7's (tested against `tools/obp/golden`).
@@ -32,6 +33,7 @@ pub mod policy;
 pub mod report;
 pub mod reward;
 pub mod service;
+pub mod sim;
 pub mod slot;
 pub mod store;
 

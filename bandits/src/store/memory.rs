@@ -445,7 +445,7 @@ impl BanditStore for MemoryStore {
                 })
             })
             .collect();
-        out.sort_by(|a, b| (a.ts, a.decision_id).cmp(&(b.ts, b.decision_id)));
+        out.sort_by_key(|a| (a.ts, a.decision_id));
         Ok(out)
     }
 
