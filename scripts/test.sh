@@ -9,6 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 bash "$ROOT/scripts/services.sh" up
+bash "$ROOT/scripts/browser.sh"
 
 STATE_DIR="${LUSSO_SERVICES_DIR:-$HOME/.local/share/lusso/services}"
 # LUSSO_KAFKA_BROKERS, LUSSO_CLICKHOUSE_URL, LUSSO_REDIS_URL,

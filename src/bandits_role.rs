@@ -103,7 +103,7 @@ pub(crate) async fn start(
         shutdown,
     )));
     Ok(BanditsRole {
-        router: bandits::api::app(service),
+        router: bandits::api::app(service.clone()).merge(bandits::dashboard::routes(service)),
         tasks,
     })
 }

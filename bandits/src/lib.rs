@@ -15,7 +15,9 @@
 //! - [`joiner`]: reward joining from `lusso.events.v1`, the decision outbox to `lusso.decisions.v1` and the
 //!   event log, window expiry.
 //! - [`api`]: the HTTP routes and their error mapping; [`metrics`]: Prometheus metrics.
+//! - [`dashboard`]: the merchandiser dashboard at `/dashboard` (server-rendered HTML with inline SVG charts and audited actions).
 //! - [`sim`]: the simulator check: each policy's cumulative regret on the shopper simulator's true CTRs.
+//! - [`propensity`]: exact linear-TS propensities by quadrature and the cached Thompson P(best).
 //! - [`ope`]: logged bandit feedback (our decision log or an Open Bandit Dataset CSV), evaluation policies
 //!   (`action,position,prob` CSV), and the IPW, SNIPW, DM and DR estimators with bootstrap intervals, equal to
 //!   Open Bandit Pipeline 0.5.7's (tested against `tools/obp/golden`).
@@ -24,12 +26,14 @@
 
 pub mod api;
 pub mod context;
+pub mod dashboard;
 pub mod error;
 pub mod joiner;
 pub mod metrics;
 pub mod mt;
 pub mod ope;
 pub mod policy;
+pub mod propensity;
 pub mod report;
 pub mod reward;
 pub mod service;

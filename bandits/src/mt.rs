@@ -27,14 +27,19 @@ impl Mt19937 {
     }
 
     fn twist(&mut self) {
-        for i in 0..N {
-            let y = (self.state[i] & 0x8000_0000) | (self.state[(i + 1) % N] & 0x7fff_ffff);
-            let mut next = self.state[(i + M) % N] ^ (y >> 1);
-            if y & 1 != 0 {
-                next ^= 0x9908_b0df;
-            }
-            self.state[i] = next;
+        // The reference recurrence, in three runs so no index needs a modulo (same order of updates).
+        fn mix(a: u32, b: u32, c: u32) -> u32 {
+            let y = (a & 0x8000_0000) | (b & 0x7fff_ffff);
+            c ^ (y >> 1) ^ if y & 1 != 0 { 0x9908_b0df } else { 0 }
         }
+        let s = &mut self.state;
+        for i in 0..N - M {
+            s[i] = mix(s[i], s[i + 1], s[i + M]);
+        }
+        for i in N - M..N - 1 {
+            s[i] = mix(s[i], s[i + 1], s[i + M - N]);
+        }
+        s[N - 1] = mix(s[N - 1], s[0], s[M - 1]);
         self.index = 0;
     }
 

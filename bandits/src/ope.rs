@@ -431,14 +431,17 @@ fn bootstrap<const K: usize>(values: &[Vec<f64>; K], spec: IntervalSpec) -> [Int
     let n = values[0].len();
     let b = spec.n_bootstrap_samples;
     let mut rng = Mt19937::new(spec.seed);
+    // One row per round with its K values side by side: one cache line per drawn index.
+    let rows: Vec<[f64; K]> = (0..n)
+        .map(|i| std::array::from_fn(|k| values[k][i]))
+        .collect();
     let mut boots: [Vec<f64>; K] = std::array::from_fn(|_| Vec::with_capacity(b));
-    let mut sums = [0.0f64; K];
     for _ in 0..b {
-        sums.fill(0.0);
+        let mut sums = [0.0f64; K];
         for _ in 0..n {
-            let i = rng.below(n as u64) as usize;
-            for (s, v) in sums.iter_mut().zip(values) {
-                *s += v[i];
+            let row = &rows[rng.below(n as u64) as usize];
+            for (s, v) in sums.iter_mut().zip(row) {
+                *s += v;
             }
         }
         for (boot, s) in boots.iter_mut().zip(sums) {

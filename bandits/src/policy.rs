@@ -13,9 +13,13 @@
 //! **Choosing.** With live arms `L`, floors `f_a` (`F = Σ f_a ≤ 0.5`) and the policy's own distribution
 //! `p(a)`, an arm is drawn from `q(a) = f_a + (1 − F) p(a)`, and `q` of the chosen arm is the logged
 //! propensity. `p` is exact for LinUCB (argmax, ties shared) and ε-greedy (`ε/|L|` + `(1 − ε)` on the
-//! greedy arm); for the two Thompson policies it is a Monte-Carlo estimate: the chosen arm is the winner of
-//! one posterior draw, and `p(a) = (wins of a in N further draws + [a is chosen]) / (N + 1)`, never 0 for
-//! the chosen arm (N = `policy.mc_draws`, standard error ≤ 0.5/√N). A segment with a forced winner gets it
+//! greedy arm). Linear TS chooses the arm with the largest sampled score and integrates `p` of the chosen
+//! arm numerically (exact to < 1e-6, [`crate::propensity`]). Beta-Bernoulli TS samples the arm from its
+//! cached P(best) per segment (`policy.mc_draws` posterior draws, refreshed off the request path after
+//! rewards), so its propensity is exactly the probability used; without a cached distribution (never
+//! refreshed) it falls back to the winner of one posterior draw with
+//! `p(a) = (wins of a in N further draws + [a is chosen]) / (N + 1)`, never 0 for the chosen arm (N =
+//! `policy.mc_draws`, standard error ≤ 0.5/√N). A segment with a forced winner gets it
 //! with propensity 1.
 
 use std::collections::HashMap;
@@ -26,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::context::{DIM, SEGMENTS};
+use crate::propensity::{gaussian_max_prob, job_seed, ThompsonJob};
 use crate::slot::{PolicyKind, Prior, Slot};
 use crate::{Error, Result};
 
@@ -136,11 +141,15 @@ pub struct Choice {
     pub arm_id: String,
     /// Probability with which this arm was drawn (see the module docs).
     pub propensity: f64,
-    /// `q(a)` for every live arm, in slot order (`propensity` is the chosen arm's entry).
-    pub probabilities: Vec<(String, f64)>,
+    /// `q(a)` for every live arm, in slot order (`propensity` is the chosen arm's entry); `None` for linear
+    /// TS, whose probabilities are integrated for the chosen arm only.
+    pub probabilities: Option<Vec<(String, f64)>>,
     /// True when a forced winner was served.
     pub forced: bool,
 }
+
+/// A cached Thompson distribution of one segment: `(generation, live arm indices, P(best) per live arm)`.
+type Cached = (u64, Vec<usize>, Vec<f64>);
 
 /// A slot's configuration and learned state.
 #[derive(Debug, Clone)]
@@ -148,6 +157,9 @@ pub struct SlotModel {
     slot: Slot,
     stats: HashMap<String, ArmStats>,
     ledger_seq: u64,
+    /// Per segment: bumped whenever its posteriors or the configuration change.
+    generation: [u64; SEGMENTS.len()],
+    thompson: Vec<Option<Cached>>,
 }
 
 impl SlotModel {
@@ -157,6 +169,8 @@ impl SlotModel {
             slot,
             stats: HashMap::new(),
             ledger_seq: 0,
+            generation: [0; SEGMENTS.len()],
+            thompson: vec![None; SEGMENTS.len()],
         };
         m.configure_stats();
         m
@@ -176,6 +190,59 @@ impl SlotModel {
     pub fn reconfigure(&mut self, slot: Slot) {
         self.slot = slot;
         self.configure_stats();
+        for g in &mut self.generation {
+            *g += 1;
+        }
+    }
+
+    /// Thompson P(best) estimates that are missing or stale at `now` (empty for other policies).
+    pub fn thompson_jobs(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<ThompsonJob> {
+        if self.slot.policy.kind != PolicyKind::Thompson {
+            return Vec::new();
+        }
+        let live = self.live(now);
+        (0..SEGMENTS.len())
+            .filter(|s| {
+                !matches!(&self.thompson[*s], Some((g, l, _)) if *g == self.generation[*s] && *l == live)
+            })
+            .map(|s| ThompsonJob {
+                slot: self.slot.slot.clone(),
+                segment: s,
+                generation: self.generation[s],
+                live: live.clone(),
+                params: live
+                    .iter()
+                    .map(|i| {
+                        let p = self.posterior(s, &self.slot.arms[*i].arm_id);
+                        (p.alpha, p.beta)
+                    })
+                    .collect(),
+                draws: self.slot.policy.mc_draws,
+                seed: job_seed(&self.slot.slot, s, self.ledger_seq),
+            })
+            .collect()
+    }
+
+    /// Installs a job's result unless the segment changed meanwhile.
+    pub fn install(&mut self, job: &ThompsonJob, dist: Vec<f64>) {
+        if self.generation[job.segment] == job.generation {
+            self.thompson[job.segment] = Some((job.generation, job.live.clone(), dist));
+        }
+    }
+
+    /// Computes and installs every missing Thompson distribution (for callers without a background
+    /// refresher, e.g. the simulator).
+    pub fn refresh(&mut self, now: chrono::DateTime<chrono::Utc>) {
+        for job in self.thompson_jobs(now) {
+            let dist = job.run();
+            self.install(&job, dist);
+        }
+    }
+
+    fn live(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<usize> {
+        (0..self.slot.arms.len())
+            .filter(|i| self.slot.arms[*i].is_live(now))
+            .collect()
     }
 
     fn configure_stats(&mut self) {
@@ -227,6 +294,7 @@ impl SlotModel {
             *b += e.delta * xi;
         }
         st.refresh_theta(lambda, prior_mean);
+        self.generation[s] += 1;
         self.ledger_seq = e.seq;
         Ok(())
     }
@@ -279,9 +347,7 @@ impl SlotModel {
         now: chrono::DateTime<chrono::Utc>,
         rng: &mut R,
     ) -> Result<Choice> {
-        let live: Vec<usize> = (0..self.slot.arms.len())
-            .filter(|i| self.slot.arms[*i].is_live(now))
-            .collect();
+        let live = self.live(now);
         if live.is_empty() {
             return Err(Error::Conflict(format!(
                 "slot `{}` has no live arm (all paused or outside their campaign dates)",
@@ -294,10 +360,11 @@ impl SlotModel {
                 return Ok(Choice {
                     arm_id: ids(i),
                     propensity: 1.0,
-                    probabilities: live
-                        .iter()
-                        .map(|j| (ids(*j), if *j == i { 1.0 } else { 0.0 }))
-                        .collect(),
+                    probabilities: Some(
+                        live.iter()
+                            .map(|j| (ids(*j), if *j == i { 1.0 } else { 0.0 }))
+                            .collect(),
+                    ),
                     forced: true,
                 });
             }
@@ -308,11 +375,6 @@ impl SlotModel {
             .map(|i| self.slot.floor_of(&self.slot.arms[*i]))
             .collect();
         let total_floor: f64 = floors.iter().sum();
-        let q: Vec<f64> = floors
-            .iter()
-            .zip(&p)
-            .map(|(f, p)| f + (1.0 - total_floor) * p)
-            .collect();
         let u: f64 = rng.random();
         let chosen = if u < total_floor {
             let mut acc = 0.0;
@@ -328,10 +390,23 @@ impl SlotModel {
         } else {
             pick
         };
+        let q = |k: usize, pk: f64| floors[k] + (1.0 - total_floor) * pk;
+        let (propensity, probabilities) = match p {
+            PolicyProb::All(p) => (
+                q(chosen, p[chosen]),
+                Some(
+                    live.iter()
+                        .enumerate()
+                        .map(|(k, i)| (ids(*i), q(k, p[k])))
+                        .collect(),
+                ),
+            ),
+            PolicyProb::Gaussian(moments) => (q(chosen, gaussian_max_prob(&moments, chosen)), None),
+        };
         Ok(Choice {
             arm_id: ids(live[chosen]),
-            propensity: q[chosen],
-            probabilities: live.iter().map(|i| ids(*i)).zip(q).collect(),
+            propensity,
+            probabilities,
             forced: false,
         })
     }
@@ -343,11 +418,27 @@ impl SlotModel {
         x: &[f32],
         live: &[usize],
         rng: &mut R,
-    ) -> (usize, Vec<f64>) {
+    ) -> (usize, PolicyProb) {
         let spec = &self.slot.policy;
         let arms = &self.slot.arms;
         match spec.kind {
             PolicyKind::Thompson => {
+                if let Some((g, l, dist)) = &self.thompson[segment] {
+                    if *g == self.generation[segment] && l == live {
+                        // Probability matching from the cached P(best): the propensity is exact.
+                        let u: f64 = rng.random();
+                        let mut acc = 0.0;
+                        let mut pick = dist.len() - 1;
+                        for (k, p) in dist.iter().enumerate() {
+                            acc += p;
+                            if u < acc {
+                                pick = k;
+                                break;
+                            }
+                        }
+                        return (pick, PolicyProb::All(dist.clone()));
+                    }
+                }
                 let dists: Vec<Beta<f64>> = live
                     .iter()
                     .map(|i| {
@@ -356,9 +447,10 @@ impl SlotModel {
                             .unwrap_or_else(|_| Beta::new(1.0, 1.0).expect("Beta(1, 1) is valid"))
                     })
                     .collect();
-                monte_carlo(live.len(), spec.mc_draws, rng, |k, rng| {
+                let (pick, p) = monte_carlo(live.len(), spec.mc_draws, rng, |k, rng| {
                     dists[k].sample(rng)
-                })
+                });
+                (pick, PolicyProb::All(p))
             }
             PolicyKind::LinTs => {
                 let xf: Vec<f64> = x.iter().map(|v| f64::from(*v)).collect();
@@ -370,10 +462,16 @@ impl SlotModel {
                         (mean, spec.scale * st.quad(&xf).max(0.0).sqrt())
                     })
                     .collect();
-                monte_carlo(live.len(), spec.mc_draws, rng, |k, rng| {
+                let (mut best, mut pick) = (f64::NEG_INFINITY, 0);
+                for (k, (mu, sigma)) in moments.iter().enumerate() {
                     let z: f64 = StandardNormal.sample(rng);
-                    moments[k].0 + moments[k].1 * z
-                })
+                    let v = mu + sigma * z;
+                    if v > best {
+                        best = v;
+                        pick = k;
+                    }
+                }
+                (pick, PolicyProb::Gaussian(moments))
             }
             PolicyKind::Linucb => {
                 let xf: Vec<f64> = x.iter().map(|v| f64::from(*v)).collect();
@@ -385,17 +483,26 @@ impl SlotModel {
                         mean + spec.alpha * st.quad(&xf).max(0.0).sqrt()
                     })
                     .collect();
-                argmax_shared(&scores, 0.0, rng)
+                let (pick, p) = argmax_shared(&scores, 0.0, rng);
+                (pick, PolicyProb::All(p))
             }
             PolicyKind::EpsilonGreedy => {
                 let means: Vec<f64> = live
                     .iter()
                     .map(|i| self.posterior(segment, &arms[*i].arm_id).mean())
                     .collect();
-                argmax_shared(&means, spec.epsilon, rng)
+                let (pick, p) = argmax_shared(&means, spec.epsilon, rng);
+                (pick, PolicyProb::All(p))
             }
         }
     }
+}
+
+/// The policy's probability of each live arm: all of them, or the Gaussian score moments of linear TS
+/// (whose probability is integrated for the chosen arm only, see [`crate::propensity`]).
+enum PolicyProb {
+    All(Vec<f64>),
+    Gaussian(Vec<(f64, f64)>),
 }
 
 /// `ε/|L|` everywhere plus `(1 − ε)` shared by the best scores (ties within 1e-12); draws the pick.
@@ -562,7 +669,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let c = m.choose(0, &x, now(), &mut rng).unwrap();
         // q(b) = 0.1 + 0.7 · (0.1 + 0.7) = 0.66; q(a) = q(c) = 0.1 + 0.7 · 0.1 = 0.17.
-        let q: Vec<f64> = c.probabilities.iter().map(|(_, p)| *p).collect();
+        let q: Vec<f64> = c.probabilities.unwrap().iter().map(|(_, p)| *p).collect();
         assert!((q[0] - 0.17).abs() < 1e-12 && (q[1] - 0.66).abs() < 1e-12);
         let mut counts = [0u32; 3];
         for _ in 0..20_000 {
@@ -608,7 +715,7 @@ mod tests {
         for _ in 0..n {
             let c = m.choose(0, &x, now(), &mut rng).unwrap();
             chose_a += u32::from(c.arm_id == "a");
-            mean_pa += c.probabilities[0].1 / f64::from(n);
+            mean_pa += c.probabilities.unwrap()[0].1 / f64::from(n);
         }
         let freq = f64::from(chose_a) / f64::from(n);
         assert!((freq - mean_pa).abs() < 0.03, "{freq} vs {mean_pa}");

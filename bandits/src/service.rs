@@ -69,6 +69,11 @@ const fn default_sync_interval_ms() -> u64 {
 const fn default_expire_interval_ms() -> u64 {
     1000
 }
+const fn default_thompson_refresh_ms() -> u64 {
+    // Fresh enough for banners (rewards arrive minutes after decisions); bounds the background cost to
+    // one estimate per slot and segment per second.
+    1000
+}
 const fn default_sticky_ttl_secs() -> u64 {
     // A web-analytics session.
     30 * 60
@@ -87,6 +92,9 @@ pub struct BanditsConfig {
     /// A sticky session keeps its arm this long (default 1800 s).
     #[serde(default = "default_sticky_ttl_secs")]
     pub sticky_ttl_secs: u64,
+    /// Thompson P(best) distributions are recomputed at most this often per slot (default 1000 ms).
+    #[serde(default = "default_thompson_refresh_ms")]
+    pub thompson_refresh_ms: u64,
 }
 
 impl Default for BanditsConfig {
@@ -95,13 +103,14 @@ impl Default for BanditsConfig {
             sync_interval_ms: default_sync_interval_ms(),
             expire_interval_ms: default_expire_interval_ms(),
             sticky_ttl_secs: default_sticky_ttl_secs(),
+            thompson_refresh_ms: default_thompson_refresh_ms(),
         }
     }
 }
 
 impl BanditsConfig {
     /// Defaults overridden by `LUSSO_BANDITS_SYNC_INTERVAL_MS`, `LUSSO_BANDITS_EXPIRE_INTERVAL_MS`,
-    /// `LUSSO_BANDITS_STICKY_TTL_SECS`.
+    /// `LUSSO_BANDITS_STICKY_TTL_SECS`, `LUSSO_BANDITS_THOMPSON_REFRESH_MS`.
     pub fn from_env() -> Result<BanditsConfig> {
         let mut c = BanditsConfig::default();
         for (name, field) in [
@@ -111,6 +120,10 @@ impl BanditsConfig {
                 &mut c.expire_interval_ms,
             ),
             ("LUSSO_BANDITS_STICKY_TTL_SECS", &mut c.sticky_ttl_secs),
+            (
+                "LUSSO_BANDITS_THOMPSON_REFRESH_MS",
+                &mut c.thompson_refresh_ms,
+            ),
         ] {
             if let Ok(v) = std::env::var(name) {
                 *field = v
@@ -192,6 +205,8 @@ pub struct Bandits {
     store: Arc<dyn BanditStore>,
     models: Arc<RwLock<BTreeMap<String, SlotModel>>>,
     applied: Arc<tokio::sync::Mutex<u64>>,
+    /// When each slot's Thompson distributions were last refreshed.
+    refreshed: Arc<std::sync::Mutex<BTreeMap<String, std::time::Instant>>>,
     features: Option<FeaturesApi>,
     clock: Arc<dyn Clock>,
     metrics: BanditMetrics,
@@ -219,6 +234,7 @@ impl Bandits {
             store,
             models: Arc::new(RwLock::new(BTreeMap::new())),
             applied: Arc::new(tokio::sync::Mutex::new(0)),
+            refreshed: Arc::new(std::sync::Mutex::new(BTreeMap::new())),
             features,
             clock,
             metrics,
@@ -282,7 +298,50 @@ impl Bandits {
             }
             self.metrics.ledger_applied.set(*applied as i64);
         }
+        self.refresh_thompson().await?;
         Ok(*applied)
+    }
+
+    /// Recomputes stale Thompson P(best) distributions off the request path: at most once per
+    /// `thompson_refresh_ms` per slot, immediately for a slot that has none yet.
+    async fn refresh_thompson(&self) -> Result<()> {
+        let now = self.now();
+        let every = Duration::from_millis(self.config.thompson_refresh_ms);
+        let jobs: Vec<_> = {
+            let models = self.read_models();
+            let refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+            models
+                .values()
+                .filter(|m| {
+                    refreshed
+                        .get(&m.slot().slot)
+                        .is_none_or(|t| t.elapsed() >= every)
+                })
+                .flat_map(|m| m.thompson_jobs(now))
+                .collect()
+        };
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let done = tokio::task::spawn_blocking(move || {
+            jobs.into_iter()
+                .map(|j| {
+                    let d = j.run();
+                    (j, d)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("Thompson refresh task: {e}")))?;
+        let mut models = self.write_models();
+        let mut refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+        for (job, dist) in done {
+            if let Some(m) = models.get_mut(&job.slot) {
+                m.install(&job, dist);
+            }
+            refreshed.insert(job.slot.clone(), std::time::Instant::now());
+        }
+        Ok(())
     }
 
     /// A copy of a slot's model (for reports and tests).

@@ -11,8 +11,8 @@
 //!   traffic-weighted CTR;
 //! - against the per-segment oracle: `Σ_t max_a ctr(s_t, a) − ctr(s_t, a_t)`.
 //!
-//! Thompson policies choose with their first posterior draw, so the Monte-Carlo propensity size does not
-//! change their choices; it is set to its minimum here for speed.
+//! Beta-Bernoulli Thompson sampling refreshes its P(best) per segment after every feedback batch, as the
+//! service does after applying rewards, with 1,000 posterior draws.
 
 use chrono::{DateTime, Utc};
 use pipelines::sim::{Segment, ARM_IDS, TRUE_BANNER_CTR};
@@ -68,7 +68,6 @@ impl SimPolicy {
         PolicySpec {
             kind,
             epsilon,
-            mc_draws: 10,
             ..PolicySpec::default()
         }
     }
@@ -264,6 +263,8 @@ fn run_policy(
             for e in pending.drain(..) {
                 model.apply(&e)?;
             }
+            // As the service does after applying rewards: Thompson's P(best) per segment.
+            model.refresh(now);
         }
         let done = t + 1;
         if config.checkpoints.contains(&done) {
