@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct BanditsRole {
     pub(crate) router: Router,
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) service: Bandits,
 }
 
 /// The demo's `home_hero` slot: the simulator's five banners, Thompson sampling per segment.
@@ -103,7 +104,67 @@ pub(crate) async fn start(
         shutdown,
     )));
     Ok(BanditsRole {
-        router: bandits::api::app(service.clone()).merge(bandits::dashboard::routes(service)),
+        router: bandits::api::app(service.clone())
+            .merge(bandits::dashboard::routes(service.clone())),
         tasks,
+        service,
     })
+}
+
+/// The demo's storefront for the hero banner: 4 decisions a second for shoppers drawn with the simulator's
+/// session shares per segment; each banner is clicked with the simulator's true CTR for (segment, arm), and
+/// the click goes through the collector like a real storefront's, so the whole loop (bus, reward joiner,
+/// ledger, dashboard) runs.
+pub(crate) async fn demo_storefront(
+    service: Bandits,
+    url: String,
+    seed: u64,
+    shutdown: CancellationToken,
+) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x6865_726f);
+    let http = reqwest::Client::new();
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {},
+            _ = shutdown.cancelled() => return,
+        }
+        n += 1;
+        let segment = bandits::sim::sample_segment(&mut rng);
+        let shopper = format!("demo-hero-{}", n % 5_000);
+        let req = bandits::service::DecideRequest {
+            slot: pipelines::sim::HOME_HERO_SLOT.to_string(),
+            user_id: None,
+            anonymous_id: Some(shopper.clone()),
+            context: bandits::context::ContextInput {
+                segment: Some(segment.label().to_string()),
+                device: Some(["mobile", "desktop", "app"][rng.random_range(0..3)].to_string()),
+                ..Default::default()
+            },
+        };
+        let d = match service.decide(req).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "demo storefront: no decision");
+                continue;
+            }
+        };
+        let ctr = pipelines::sim::true_banner_ctr(segment, &d.arm_id).unwrap_or(0.0);
+        if !rng.random_bool(ctr) {
+            continue;
+        }
+        let click = serde_json::json!({"events": [{
+            "event_id": uuid::Uuid::new_v4(), "type": "banner_click",
+            "ts": chrono::Utc::now().to_rfc3339(), "anonymous_id": shopper,
+            "properties": {"decision_id": d.decision_id, "arm_id": d.arm_id}}]});
+        if let Err(e) = http
+            .post(format!("{url}/v1/events"))
+            .json(&click)
+            .send()
+            .await
+        {
+            tracing::debug!(error = %e, "demo storefront: click not posted");
+        }
+    }
 }

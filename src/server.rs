@@ -84,6 +84,8 @@ fn shutdown_on_signal() -> CancellationToken {
 pub(crate) struct Running {
     pub(crate) router: Router,
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The bandit service, when this process runs it.
+    pub(crate) bandits: Option<bandits::service::Bandits>,
 }
 
 /// Builds the roles of `role` over `bus` and `log`.
@@ -125,6 +127,7 @@ pub(crate) async fn build(
         }
         Role::Collector | Role::Sink | Role::Bandits => (None, None),
     };
+    let mut bandits_service = None;
     let bandits_router = match role {
         Role::All | Role::Bandits => {
             let lookups = match features_api {
@@ -142,6 +145,7 @@ pub(crate) async fn build(
             )
             .await?;
             tasks.extend(b.tasks);
+            bandits_service = Some(b.service);
             Some(b.router)
         }
         _ => None,
@@ -172,7 +176,11 @@ pub(crate) async fn build(
     } else {
         router
     };
-    Ok(Running { router, tasks })
+    Ok(Running {
+        router,
+        tasks,
+        bandits: bandits_service,
+    })
 }
 
 async fn listen(addr: &str, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -268,6 +276,13 @@ pub(crate) async fn demo(
     );
     println!("  simulator     {users} shoppers, {rate} events/s, seed {seed}, posting to {url}/v1/events");
     println!("Press Ctrl-C to stop.");
+    println!(
+        "  storefront    home_hero decisions at 4/s, clicks drawn with the simulator's true CTRs"
+    );
+    if let Some(b) = running.bandits.clone() {
+        let (url, token) = (url.clone(), shutdown.clone());
+        tokio::spawn(crate::bandits_role::demo_storefront(b, url, seed, token));
+    }
     let sim_args = crate::simulate::SimulateArgs::for_demo(users, rate, seed, url);
     let sim_token = shutdown.clone();
     let sim = tokio::spawn(async move {

@@ -347,6 +347,8 @@ mod tests {
     fn layout_is_64_named_features() {
         assert_eq!(DIM, 64);
         assert_eq!(feature_names().len(), DIM);
+        // The segments are the feature store's rule segments, in its order, then `Unknown`.
+        assert_eq!(&SEGMENTS[..6], &features::segment::RULE_SEGMENTS[..]);
     }
 
     #[test]

@@ -63,12 +63,7 @@ pub async fn signals_of(bandits: &Bandits, ev: &Event) -> Result<Vec<Signal>> {
             let lines = p
                 .lines
                 .iter()
-                .map(|l| Line {
-                    product_id: l.product_id.clone(),
-                    variant_id: Some(l.variant_id.clone()),
-                    quantity: f64::from(l.quantity),
-                    unit_price: to_eur(l.unit_price, &p.currency),
-                })
+                .map(|l| line(l, to_eur(l.unit_price, &p.currency)))
                 .collect();
             Ok(vec![Signal {
                 signal_id,
@@ -92,20 +87,21 @@ pub async fn signals_of(bandits: &Bandits, ev: &Event) -> Result<Vec<Signal>> {
                 ts: ev.ts,
                 kind: SignalKind::Return {
                     order_id: r.order_id.clone(),
-                    lines: r
-                        .lines
-                        .iter()
-                        .map(|l| Line {
-                            product_id: l.product_id.clone(),
-                            variant_id: Some(l.variant_id.clone()),
-                            quantity: f64::from(l.quantity),
-                            unit_price: 0.0,
-                        })
-                        .collect(),
+                    // Returned lines are valued at the attributed purchase's prices.
+                    lines: r.lines.iter().map(|l| line(l, 0.0)).collect(),
                 },
             }])
         }
         _ => Ok(Vec::new()),
+    }
+}
+
+fn line(l: &pipelines::event::OrderLine, unit_price_eur: f64) -> Line {
+    Line {
+        product_id: l.product_id.clone(),
+        variant_id: Some(l.variant_id.clone()),
+        quantity: f64::from(l.quantity),
+        unit_price: unit_price_eur,
     }
 }
 

@@ -377,16 +377,7 @@ impl SlotModel {
         let total_floor: f64 = floors.iter().sum();
         let u: f64 = rng.random();
         let chosen = if u < total_floor {
-            let mut acc = 0.0;
-            let mut c = floors.len() - 1;
-            for (k, f) in floors.iter().enumerate() {
-                acc += f;
-                if u < acc {
-                    c = k;
-                    break;
-                }
-            }
-            c
+            sample_index(&floors, u)
         } else {
             pick
         };
@@ -426,16 +417,7 @@ impl SlotModel {
                 if let Some((g, l, dist)) = &self.thompson[segment] {
                     if *g == self.generation[segment] && l == live {
                         // Probability matching from the cached P(best): the propensity is exact.
-                        let u: f64 = rng.random();
-                        let mut acc = 0.0;
-                        let mut pick = dist.len() - 1;
-                        for (k, p) in dist.iter().enumerate() {
-                            acc += p;
-                            if u < acc {
-                                pick = k;
-                                break;
-                            }
-                        }
+                        let pick = sample_index(dist, rng.random());
                         return (pick, PolicyProb::All(dist.clone()));
                     }
                 }
@@ -516,17 +498,20 @@ fn argmax_shared<R: Rng + ?Sized>(scores: &[f64], epsilon: f64, rng: &mut R) -> 
     for k in &ties {
         p[*k] += (1.0 - epsilon) / ties.len() as f64;
     }
-    let u: f64 = rng.random();
+    let pick = sample_index(&p, rng.random());
+    (pick, p)
+}
+
+/// The index `k` with `Σ_{j<k} p_j ≤ u < Σ_{j≤k} p_j` (the last index when rounding leaves `u` beyond the sum).
+pub fn sample_index(p: &[f64], u: f64) -> usize {
     let mut acc = 0.0;
-    let mut pick = scores.len() - 1;
     for (k, pk) in p.iter().enumerate() {
         acc += pk;
         if u < acc {
-            pick = k;
-            break;
+            return k;
         }
     }
-    (pick, p)
+    p.len().saturating_sub(1)
 }
 
 /// Thompson choice and Monte-Carlo propensities (see the module docs).
@@ -580,19 +565,6 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    fn arm(id: &str) -> Arm {
-        Arm {
-            arm_id: id.into(),
-            creative_url: String::new(),
-            collection_id: String::new(),
-            campaign_start: None,
-            campaign_end: None,
-            paused: false,
-            traffic_floor: None,
-            prior: None,
-        }
-    }
-
     fn slot(kind: PolicyKind, arms: &[&str]) -> Slot {
         Slot {
             slot: "s".into(),
@@ -605,7 +577,7 @@ mod tests {
             traffic_floor: 0.0,
             sticky: false,
             forced: Default::default(),
-            arms: arms.iter().map(|a| arm(a)).collect(),
+            arms: arms.iter().map(|a| Arm::new(*a)).collect(),
         }
     }
 

@@ -22,7 +22,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::context::{ContextInput, DEVICES, SEGMENTS};
-use crate::policy::{LedgerEntry, SlotModel};
+use crate::policy::{sample_index, LedgerEntry, SlotModel};
 use crate::slot::{Arm, PolicyKind, PolicySpec, RewardSpec, Slot};
 use crate::{Error, Result};
 
@@ -139,6 +139,11 @@ pub fn segment_weights() -> [f64; 5] {
     raw.map(|w| w / total)
 }
 
+/// A simulator segment drawn with the session shares.
+pub fn sample_segment<R: Rng + ?Sized>(rng: &mut R) -> Segment {
+    Segment::ALL[sample_index(&segment_weights(), rng.random())]
+}
+
 fn slot(policy: SimPolicy) -> Slot {
     Slot {
         slot: pipelines::sim::HOME_HERO_SLOT.to_string(),
@@ -148,19 +153,7 @@ fn slot(policy: SimPolicy) -> Slot {
         traffic_floor: 0.0,
         sticky: false,
         forced: Default::default(),
-        arms: ARM_IDS
-            .iter()
-            .map(|a| Arm {
-                arm_id: (*a).to_string(),
-                creative_url: String::new(),
-                collection_id: String::new(),
-                campaign_start: None,
-                campaign_end: None,
-                paused: false,
-                traffic_floor: None,
-                prior: None,
-            })
-            .collect(),
+        arms: ARM_IDS.iter().map(|a| Arm::new(*a)).collect(),
     }
 }
 
@@ -210,16 +203,7 @@ fn run_policy(
     let (mut tail_oracle, tail_start) = (0u64, config.decisions - config.decisions / 10);
     let mut checkpoints = Vec::new();
     for t in 0..config.decisions {
-        let u: f64 = rng.random();
-        let mut acc = 0.0;
-        let mut s = 4;
-        for (k, wk) in w.iter().enumerate() {
-            acc += wk;
-            if u < acc {
-                s = k;
-                break;
-            }
-        }
+        let s = sample_index(w, rng.random());
         let segment = Segment::ALL[s];
         let context = ContextInput {
             segment: Some(segment.label().to_string()),

@@ -212,6 +212,20 @@ pub struct Arm {
 }
 
 impl Arm {
+    /// A live, open-ended arm with no creative, collection, floor or prior.
+    pub fn new(arm_id: impl Into<String>) -> Arm {
+        Arm {
+            arm_id: arm_id.into(),
+            creative_url: String::new(),
+            collection_id: String::new(),
+            campaign_start: None,
+            campaign_end: None,
+            paused: false,
+            traffic_floor: None,
+            prior: None,
+        }
+    }
+
     /// True when the arm may be served at `now`.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         !self.paused
@@ -398,19 +412,7 @@ mod tests {
             traffic_floor: 0.0,
             sticky: false,
             forced: BTreeMap::new(),
-            arms: arms
-                .iter()
-                .map(|a| Arm {
-                    arm_id: (*a).into(),
-                    creative_url: String::new(),
-                    collection_id: String::new(),
-                    campaign_start: None,
-                    campaign_end: None,
-                    paused: false,
-                    traffic_floor: None,
-                    prior: None,
-                })
-                .collect(),
+            arms: arms.iter().map(|a| Arm::new(*a)).collect(),
         }
     }
 

@@ -61,18 +61,7 @@ fn slot(kind: PolicyKind) -> Slot {
         traffic_floor: 0.0,
         sticky: false,
         forced: Default::default(),
-        arms: (0..ARMS)
-            .map(|i| Arm {
-                arm_id: format!("arm{i:02}"),
-                creative_url: String::new(),
-                collection_id: String::new(),
-                campaign_start: None,
-                campaign_end: None,
-                paused: false,
-                traffic_floor: None,
-                prior: None,
-            })
-            .collect(),
+        arms: (0..ARMS).map(|i| Arm::new(format!("arm{i:02}"))).collect(),
     }
 }
 
