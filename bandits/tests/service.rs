@@ -333,8 +333,109 @@ async fn merchandising(backend: Backend) {
     assert!(matches!(e, bandits::Error::NotFound(_)));
 }
 
+/// The outbox puts every decision on `lusso.decisions.v1` and in the event log exactly once per
+/// publish, and a second round finds nothing left to publish. Memory: embedded bus + Parquet log;
+/// PostgreSQL: the Kafka-protocol broker + ClickHouse.
+async fn outbox(backend: Backend) {
+    use pipelines::bus::EventBus;
+    use pipelines::log::EventLog;
+    let clock = ManualClock::new(t("2026-12-01T10:00:00Z"));
+    let b = service(store(backend).await, &clock);
+    b.create_slot(slot("hero", Objective::Click, &["a", "b"]), "t")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = Uuid::new_v4().simple().to_string();
+    let (bus, log): (std::sync::Arc<dyn EventBus>, std::sync::Arc<dyn EventLog>) = match backend {
+        Backend::Memory => (
+            std::sync::Arc::new(pipelines::bus::memory::MemoryBus::new(Default::default())),
+            std::sync::Arc::new(
+                pipelines::log::parquet::ParquetLog::open(dir.path())
+                    .await
+                    .unwrap(),
+            ),
+        ),
+        Backend::Postgres => {
+            let env = |k: &str| {
+                std::env::var(k).unwrap_or_else(|_| panic!("{k} must be set (scripts/test.sh)"))
+            };
+            let config = pipelines::config::BackendConfig {
+                kafka_brokers: Some(env("LUSSO_KAFKA_BROKERS")),
+                ..pipelines::config::BackendConfig::embedded(dir.path())
+            };
+            let log = pipelines::log::clickhouse::ClickHouseLog::connect(
+                &env("LUSSO_CLICKHOUSE_URL"),
+                "lusso_test",
+                &format!("outbox_{suffix}"),
+            )
+            .await
+            .unwrap();
+            (
+                pipelines::bus::connect(&config).unwrap(),
+                std::sync::Arc::new(log),
+            )
+        }
+    };
+    let topic = format!("outbox-{suffix}.lusso.decisions.v1");
+    bus.ensure_topic(&topic, 2).await.unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        let mut req = decide_req("hero", &format!("u{i}"), "New");
+        req.context.market = Some("IT".into());
+        ids.insert(b.decide(req).await.unwrap().decision_id);
+    }
+    assert_eq!(
+        joiner::publish_once(&b, bus.as_ref(), Some(log.as_ref()), &topic)
+            .await
+            .unwrap(),
+        30
+    );
+    assert_eq!(
+        joiner::publish_once(&b, bus.as_ref(), Some(log.as_ref()), &topic)
+            .await
+            .unwrap(),
+        0
+    );
+    let mut sub = bus.subscribe(&topic, "check").await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        for m in sub
+            .poll(100, std::time::Duration::from_millis(250))
+            .await
+            .unwrap()
+        {
+            let d: bandits::reward::Decision = serde_json::from_slice(&m.payload).unwrap();
+            assert_eq!(
+                d.context.market.as_deref(),
+                Some("IT"),
+                "the context used is logged"
+            );
+            seen.insert(d.decision_id);
+        }
+        if seen.len() == ids.len() {
+            break;
+        }
+    }
+    assert_eq!(seen, ids);
+    let logged = log
+        .query(&match backend {
+            Backend::Memory => "SELECT count(*) FROM events WHERE type = 'banner_impression'".to_string(),
+            Backend::Postgres => format!(
+                "SELECT count() FROM lusso_test.outbox_{suffix} FINAL WHERE type = 'banner_impression'"
+            ),
+        })
+        .await
+        .unwrap();
+    assert_eq!(logged.scalar_i64(), Some(30));
+}
+
 mod memory {
     use super::*;
+
+    #[tokio::test]
+    async fn outbox() {
+        super::outbox(Backend::Memory).await;
+    }
 
     #[tokio::test]
     async fn reward_joining() {
@@ -354,6 +455,11 @@ mod memory {
 
 mod postgres {
     use super::*;
+
+    #[tokio::test]
+    async fn outbox() {
+        super::outbox(Backend::Postgres).await;
+    }
 
     #[tokio::test]
     async fn reward_joining() {
