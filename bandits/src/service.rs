@@ -688,15 +688,13 @@ impl Bandits {
             .aggregate(slot, since, until, bucket_secs)
             .await?;
         let audit = self.store.audit(slot, 20).await?;
-        Ok(report::build(
-            &model,
-            &rows,
-            audit,
-            self.now(),
-            since,
-            until,
-            bucket_secs,
-        ))
+        let now = self.now();
+        // P(best) takes 10,000 posterior draws per segment: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            report::build(&model, &rows, audit, now, since, until, bucket_secs)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("report task: {e}")))
     }
 
     /// Off-policy estimates of `candidate` on the slot's learned decisions in `[since, until)`.
