@@ -181,6 +181,7 @@ impl BanditStore for PgStore {
                 .await?;
         let current = current.unwrap_or(0) as u64;
         if current != expected {
+            tx.rollback().await?;
             return Err(Error::Conflict(format!(
                 "slot `{}` is at version {current}, not {expected}: reload and retry",
                 slot.slot
@@ -211,6 +212,7 @@ impl BanditStore for PgStore {
             .await?
             .rows_affected();
         if n == 0 {
+            tx.rollback().await?;
             return Err(Error::NotFound(format!("slot `{slot}` does not exist")));
         }
         insert_audit(&mut tx, audit).await?;
@@ -347,7 +349,10 @@ impl BanditStore for PgStore {
         .bind(signal.decision_id)
         .fetch_optional(&mut *tx)
         .await?;
+        // Early returns roll back explicitly: a dropped transaction is rolled back only when its connection
+        // is next used, and meanwhile its row lock would make `expire` (SKIP LOCKED) pass the row over.
         let Some(row) = row else {
+            tx.rollback().await?;
             return Ok(None);
         };
         let (d, o) = decision_row(&row)?;
@@ -362,11 +367,15 @@ impl BanditStore for PgStore {
         .rows_affected()
             == 1;
         if !fresh {
+            tx.rollback().await?;
             return Ok(Some(reward::on_duplicate(&o, signal)));
         }
         let (next, step) = match reward::transition(&d, &o, signal) {
             Ok(t) => t,
-            Err(why) => return Ok(Some(why)),
+            Err(why) => {
+                tx.rollback().await?;
+                return Ok(Some(why));
+            }
         };
         if let SignalKind::Purchase(p) = &signal.kind {
             sqlx::query(
