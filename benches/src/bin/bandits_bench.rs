@@ -45,6 +45,9 @@ struct Args {
     /// Evaluation policy CSV for the OPE timing.
     #[arg(long, default_value = "tools/obp/policies/greedy_all.csv")]
     obd_policy: std::path::PathBuf,
+    /// Also load the HTTP endpoint with PostgreSQL as the store (a fresh database next to this URL's).
+    #[arg(long, env = "LUSSO_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 const ARMS: usize = 50;
@@ -247,8 +250,15 @@ fn in_process(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn service_decide(args: &Args) -> anyhow::Result<Bandits> {
-    let store = bandits::store::open(None).await?;
+/// A service with the bench slot (Thompson, 50 arms) over the in-memory store or a fresh PostgreSQL database.
+async fn bench_service(database_url: Option<&str>) -> anyhow::Result<Bandits> {
+    let url = match database_url {
+        Some(base) => {
+            Some(bandits::store::postgres::fresh_database(base, "lusso_bench_bandits").await?)
+        }
+        None => None,
+    };
+    let store = bandits::store::open(url.as_deref()).await?;
     let b = Bandits::new(
         store,
         None,
@@ -259,6 +269,11 @@ async fn service_decide(args: &Args) -> anyhow::Result<Bandits> {
     let mut s = slot(PolicyKind::Thompson);
     s.version = 0;
     b.create_slot(s, "bench").await?;
+    Ok(b)
+}
+
+async fn service_decide(args: &Args) -> anyhow::Result<Bandits> {
+    let b = bench_service(None).await?;
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let mut h = Histogram::<u64>::new(3)?;
     for i in 0..args.decisions {
@@ -279,7 +294,7 @@ async fn service_decide(args: &Args) -> anyhow::Result<Bandits> {
     Ok(b)
 }
 
-async fn http_load(args: &Args, b: Bandits) -> anyhow::Result<()> {
+async fn http_load(args: &Args, b: Bandits, store: &str) -> anyhow::Result<()> {
     let router = bandits::api::app(b).route(
         "/echo",
         axum::routing::post(|body: bytes::Bytes| async move {
@@ -291,7 +306,7 @@ async fn http_load(args: &Args, b: Bandits) -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(listener, router).await });
     let http = reqwest::Client::new();
     println!(
-        "\n### HTTP over loopback, {} clients, {} s per endpoint (server and clients share the 2 cores)\n",
+        "\n### HTTP over loopback, {store} store, {} clients, {} s per endpoint (server and clients share the 2 cores)\n",
         args.concurrency, args.http_seconds
     );
     println!("| endpoint | requests/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|");
@@ -393,7 +408,10 @@ async fn main() -> anyhow::Result<()> {
     );
     tokio::task::block_in_place(|| in_process(&args))?;
     let b = service_decide(&args).await?;
-    http_load(&args, b).await?;
+    http_load(&args, b, "in-memory").await?;
+    if let Some(url) = &args.database_url {
+        http_load(&args, bench_service(Some(url)).await?, "PostgreSQL").await?;
+    }
     tokio::task::block_in_place(|| ope_timing(&args))?;
     Ok(())
 }
