@@ -4,6 +4,8 @@ mod bandits_role;
 mod features_role;
 mod ope_cmd;
 mod server;
+mod serving_demo;
+mod serving_role;
 mod simulate;
 mod train_cmd;
 
@@ -182,6 +184,10 @@ pub(crate) enum Role {
     /// The bandit service: decisions, reward joining, slots, reports and the dashboard (state in
     /// PostgreSQL when LUSSO_DATABASE_URL is set).
     Bandits,
+    /// Recommendations, similar items, merchandising rules, prices and A/B experiments, reading the
+    /// feature store and the model registry (rules and experiments in PostgreSQL when LUSSO_DATABASE_URL is
+    /// set).
+    Serving,
 }
 
 fn init_tracing() {

@@ -125,15 +125,36 @@ pub(crate) async fn build(
             tasks.extend(f.tasks);
             (Some(f.router), Some(f.api))
         }
-        Role::Collector | Role::Sink | Role::Bandits => (None, None),
+        Role::Collector | Role::Sink | Role::Bandits | Role::Serving => (None, None),
+    };
+    // Bandits and serving read shoppers through the features role's API, or a read-only view of the store.
+    let lookups = match (role, features_api) {
+        (_, Some(api)) => Some(api),
+        (Role::Bandits | Role::Serving, None) => {
+            Some(crate::features_role::lookup_api(config, features_cfg).await?)
+        }
+        _ => None,
+    };
+    let serving_router = match (role, &lookups) {
+        (Role::All | Role::Serving, Some(api)) => {
+            let s = crate::serving_role::start(
+                config,
+                bus.clone(),
+                bandits_log.clone(),
+                api.clone(),
+                metrics.registry(),
+                seed_demo,
+                shutdown.clone(),
+            )
+            .await?;
+            tasks.extend(s.tasks);
+            Some(s.router)
+        }
+        _ => None,
     };
     let mut bandits_service = None;
     let bandits_router = match role {
         Role::All | Role::Bandits => {
-            let lookups = match features_api {
-                Some(api) => Some(api),
-                None => Some(crate::features_role::lookup_api(config, features_cfg).await?),
-            };
             let b = crate::bandits_role::start(
                 config,
                 bus.clone(),
@@ -150,16 +171,30 @@ pub(crate) async fn build(
         }
         _ => None,
     };
+    // One OpenAPI document for every endpoint this process serves.
+    let mut openapi = ingest::openapi::document();
+    if serving_router.is_some() {
+        serving::openapi::merge_into(&mut openapi, serving::openapi::document());
+    }
     let router = match role {
-        Role::All | Role::Collector => {
-            collector::app(CollectorState::new(bus, collector_config(config), metrics))
-        }
-        Role::Sink | Role::Features | Role::Bandits => {
+        Role::All | Role::Collector => collector::app(
+            CollectorState::new(bus, collector_config(config), metrics).with_openapi(openapi),
+        ),
+        Role::Sink | Role::Features | Role::Bandits | Role::Serving => {
             let m = metrics;
+            let doc = Arc::new(openapi);
             Router::new()
                 .route("/healthz", get(|| async { "ok" }))
                 .route("/metrics", get(move || async move { m.render() }))
+                .route(
+                    "/openapi.json",
+                    get(move || async move { axum::Json((*doc).clone()) }),
+                )
         }
+    };
+    let router = match serving_router {
+        Some(r) => router.merge(r),
+        None => router,
     };
     let router = match features_router {
         Some(f) => router.merge(f),
@@ -206,7 +241,7 @@ pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyh
         }
     }
     let log = match role {
-        Role::All | Role::Sink | Role::Features | Role::Bandits => {
+        Role::All | Role::Sink | Role::Features | Role::Bandits | Role::Serving => {
             Some(pipelines::log::open(&config).await?)
         }
         Role::Collector => None,
@@ -269,6 +304,8 @@ pub(crate) async fn demo(
     println!("  quarantine    {url}/v1/quarantine   (lusso quarantine list)");
     println!("  bandits       POST {url}/v1/decisions  POST {url}/v1/rewards  {url}/v1/slots  {url}/v1/bandits/home_hero/report");
     println!("  dashboard     {url}/dashboard");
+    println!("  storefront    {url}/storefront   (home recommendations, hero banner, prices; switch segment / market)");
+    println!("  serving       {url}/v1/recommendations?user_id=U0000001  {url}/v1/rules  {url}/v1/prices?product_id=P000001&market=GB  {url}/v1/experiments");
     println!("  features      {url}/v1/users/{{id}}/features  {url}/v1/users/{{id}}/segment  {url}/v1/products/{{id}}/features  {url}/v1/segments");
     println!(
         "  event log     {}   (lusso query \"SELECT type, count(*) FROM events GROUP BY type\")",

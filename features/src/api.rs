@@ -47,6 +47,11 @@ impl FeaturesApi {
         }
     }
 
+    /// The processor (store, catalogue, key names) the API reads through.
+    pub fn processor(&self) -> &Processor {
+        &self.processor
+    }
+
     /// Enables `POST /v1/segments/train` (the learned segments are trained from this event log).
     pub fn with_log(mut self, log: Arc<dyn EventLog>) -> FeaturesApi {
         self.log = Some(log);

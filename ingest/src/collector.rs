@@ -68,6 +68,8 @@ pub struct CollectorState {
     pub metrics: Metrics,
     permits: Arc<Semaphore>,
     schema: Arc<Value>,
+    /// The `/openapi.json` document (the collector's own, or the process's merged one).
+    openapi: Arc<Value>,
 }
 
 impl CollectorState {
@@ -79,7 +81,14 @@ impl CollectorState {
             config: Arc::new(config),
             metrics,
             schema: Arc::new(pipelines::event::json_schema()),
+            openapi: Arc::new(openapi::document()),
         }
+    }
+
+    /// Serves `doc` at `/openapi.json` (a process running several roles documents all of them in one).
+    pub fn with_openapi(mut self, doc: Value) -> Self {
+        self.openapi = Arc::new(doc);
+        self
     }
 }
 
@@ -116,7 +125,10 @@ pub fn app(state: CollectorState) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route(
+            "/openapi.json",
+            get(|State(s): State<CollectorState>| async move { Json((*s.openapi).clone()) }),
+        )
         .layer(cors)
         .with_state(state)
 }

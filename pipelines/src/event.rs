@@ -166,6 +166,7 @@ event_types! {
     RecClick => "rec_click", RecClick;
     BannerImpression => "banner_impression", BannerImpression;
     BannerClick => "banner_click", BannerClick;
+    ExperimentExposure => "experiment_exposure", ExperimentExposure;
 }
 
 /// Extra, undeclared properties: allowed by the contract ("more are allowed") and kept verbatim.
@@ -279,6 +280,15 @@ pub struct BannerImpression {
 pub struct BannerClick {
     pub decision_id: String,
     pub arm_id: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `experiment_exposure`: a unit was shown its variant of an A/B experiment (logged by serving).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExperimentExposure {
+    pub experiment: String,
+    pub variant: String,
     #[serde(flatten)]
     pub extra: Extra,
 }

@@ -98,6 +98,7 @@ fn spec(ty: EventType) -> &'static [(&'static str, Kind)] {
         EventType::RecClick => &[("request_id", Id), ("product_id", Id)],
         EventType::BannerImpression => &[("decision_id", Id), ("slot", Id), ("arm_id", Id)],
         EventType::BannerClick => &[("decision_id", Id), ("arm_id", Id)],
+        EventType::ExperimentExposure => &[("experiment", Id), ("variant", Id)],
     }
 }
 

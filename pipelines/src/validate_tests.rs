@@ -59,6 +59,10 @@ fn accepts_every_type_with_minimum_properties() {
             json!({"decision_id":"d","slot":"home_hero","arm_id":"a"}),
         ),
         ("banner_click", json!({"decision_id":"d","arm_id":"a"})),
+        (
+            "experiment_exposure",
+            json!({"experiment":"e","variant":"v"}),
+        ),
     ];
     assert_eq!(cases.len(), EventType::ALL.len());
     for (ty, props) in cases {

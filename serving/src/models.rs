@@ -1,0 +1,286 @@
+//! The promoted model, hot-reloaded: a background task watches the registry, loads a newly promoted version
+//! off the async runtime and swaps it in atomically (an `Arc` behind a lock held only to clone or replace the
+//! pointer), so no request fails or waits during a swap: requests in flight finish on the model they took.
+//!
+//! Scoring is one pass over the item factors (`items × k` row-major `f32`, contiguous, so the scan streams
+//! through memory) with a bounded min-heap of the best `k` eligible items: eligibility (filters) is checked
+//! only for items that would enter the heap, so a filter costs nothing for the bulk of the catalogue.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use pipelines::catalog::Catalog;
+use training::linalg::dot;
+use training::model::{Algo, Model};
+use training::registry::{ModelMeta, Registry};
+
+use crate::{Error, Result};
+
+/// A model ready to serve.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub meta: ModelMeta,
+    pub model: Model,
+    /// Per model item: the product is listed in the catalogue (not hidden, not discontinued, known).
+    listed: Vec<bool>,
+}
+
+/// An item index with its score, ordered so that a `BinaryHeap` of them is a min-heap on the score (ties: the
+/// higher index is "smaller", so the lower index wins, as in `training::linalg::top_k`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Entry(f32, u32);
+
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+impl LoadedModel {
+    pub fn new(meta: ModelMeta, model: Model, catalog: &Catalog) -> LoadedModel {
+        let listed = model
+            .items
+            .ids()
+            .iter()
+            .map(|id| catalog.product(id).is_some_and(|p| p.is_listed()))
+            .collect();
+        LoadedModel {
+            meta,
+            model,
+            listed,
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        &self.meta.version
+    }
+
+    /// Whether the model has latent factors (not the popularity baseline).
+    pub fn has_factors(&self) -> bool {
+        self.model.algo != Algo::Pop && self.model.k() > 0
+    }
+
+    /// The trained vector of a user the model saw.
+    pub fn user_vector(&self, user_id: &str) -> Option<&[f32]> {
+        self.model.user_vector(user_id)
+    }
+
+    /// A vector for a shopper the model did not see, from `(product id, weight)` interactions.
+    pub fn fold_in(&self, interactions: &[(String, f32)]) -> Option<Vec<f32>> {
+        if !self.has_factors() {
+            return None;
+        }
+        self.model.fold_in(interactions)
+    }
+
+    /// The factor row of a product.
+    pub fn item_vector(&self, product_id: &str) -> Option<&[f32]> {
+        if !self.has_factors() {
+            return None;
+        }
+        let i = self.model.items.get(product_id)?;
+        Some(self.model.item_factors.row(i as usize))
+    }
+
+    /// The product id of item `i`.
+    pub fn product_id(&self, i: u32) -> &str {
+        self.model.items.id(i)
+    }
+
+    /// The `k` best listed items for `x` (by `x · yᵢ`) that `eligible` accepts, best first.
+    pub fn top(&self, x: &[f32], k: usize, eligible: impl Fn(&str) -> bool) -> Vec<(u32, f32)> {
+        let f = &self.model.item_factors;
+        self.select(k, |i| dot(x, f.row(i)), eligible)
+    }
+
+    /// The `k` listed items most similar to `product_id` by factor cosine (popularity order for `pop`).
+    pub fn similar(
+        &self,
+        product_id: &str,
+        k: usize,
+        eligible: impl Fn(&str) -> bool,
+    ) -> Option<Vec<(u32, f32)>> {
+        let item = self.model.items.get(product_id)?;
+        if !self.has_factors() {
+            let pop = &self.model.popularity;
+            return Some(self.select(k, |i| pop[i], |p| p != product_id && eligible(p)));
+        }
+        let f = &self.model.item_factors;
+        let y = f.row(item as usize);
+        let ny = dot(y, y).sqrt().max(f32::MIN_POSITIVE);
+        Some(self.select(
+            k,
+            |j| {
+                let r = f.row(j);
+                dot(y, r) / (ny * dot(r, r).sqrt().max(f32::MIN_POSITIVE))
+            },
+            |p| p != product_id && eligible(p),
+        ))
+    }
+
+    /// The `k` most popular listed items (training users per item) that `eligible` accepts.
+    pub fn popular(&self, k: usize, eligible: impl Fn(&str) -> bool) -> Vec<(u32, f32)> {
+        let pop = &self.model.popularity;
+        self.select(k, |i| pop[i], eligible)
+    }
+
+    fn select(
+        &self,
+        k: usize,
+        score: impl Fn(usize) -> f32,
+        eligible: impl Fn(&str) -> bool,
+    ) -> Vec<(u32, f32)> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(k + 1);
+        for (i, listed) in self.listed.iter().enumerate() {
+            if !listed {
+                continue;
+            }
+            let s = score(i);
+            if s.is_nan() {
+                continue;
+            }
+            if heap.len() == k {
+                let worst = heap.peek().map(|e| e.0).unwrap_or(f32::NEG_INFINITY);
+                if s <= worst {
+                    continue;
+                }
+            }
+            if !eligible(self.model.items.id(i as u32)) {
+                continue;
+            }
+            heap.push(Entry(s, i as u32));
+            if heap.len() > k {
+                heap.pop();
+            }
+        }
+        let mut out: Vec<(u32, f32)> = heap.into_iter().map(|e| (e.1, e.0)).collect();
+        out.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
+    }
+}
+
+/// Cosine of two vectors (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let d = dot(a, a).sqrt() * dot(b, b).sqrt();
+    if d > 0.0 {
+        dot(a, b) / d
+    } else {
+        0.0
+    }
+}
+
+/// The promoted model and a few other loaded versions (experiments may route to them).
+pub struct Models {
+    registry: Option<Registry>,
+    catalog: Arc<Catalog>,
+    promoted: RwLock<Option<Arc<LoadedModel>>>,
+    /// Other versions, most recently used last; at most `extra_max`.
+    extra: Mutex<Vec<Arc<LoadedModel>>>,
+    extra_max: usize,
+}
+
+impl Models {
+    /// A holder over `registry` (`None`: no model at all, every answer comes from the fallbacks).
+    pub fn new(registry: Option<Registry>, catalog: Arc<Catalog>, extra_max: usize) -> Models {
+        Models {
+            registry,
+            catalog,
+            promoted: RwLock::new(None),
+            extra: Mutex::new(Vec::new()),
+            extra_max,
+        }
+    }
+
+    /// A holder serving `model` (tests and benchmarks).
+    pub fn fixed(model: LoadedModel, catalog: Arc<Catalog>) -> Models {
+        let m = Models::new(None, catalog, 0);
+        *m.promoted.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(model));
+        m
+    }
+
+    /// The promoted model now (`None` before the first promotion or load).
+    pub fn current(&self) -> Option<Arc<LoadedModel>> {
+        self.promoted
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A loaded version: the promoted one or one of the extra versions already loaded (never loads on the
+    /// request path; see [`Models::preload`]).
+    pub fn loaded(&self, version: &str) -> Option<Arc<LoadedModel>> {
+        if let Some(m) = self.current().filter(|m| m.version() == version) {
+            return Some(m);
+        }
+        let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+        let pos = extra.iter().position(|m| m.version() == version)?;
+        let m = extra.remove(pos);
+        extra.push(m.clone());
+        Some(m)
+    }
+
+    /// Loads versions experiments route to (off the runtime), keeping at most `extra_max`.
+    pub async fn preload(&self, versions: &[String]) -> Result<()> {
+        for v in versions {
+            if self.loaded(v).is_some() || self.extra_max == 0 {
+                continue;
+            }
+            let m = Arc::new(self.load(v).await?);
+            let mut extra = self.extra.lock().unwrap_or_else(|e| e.into_inner());
+            extra.push(m);
+            while extra.len() > self.extra_max {
+                extra.remove(0);
+            }
+        }
+        Ok(())
+    }
+
+    async fn load(&self, version: &str) -> Result<LoadedModel> {
+        let Some(registry) = self.registry.clone() else {
+            return Err(Error::NotFound(format!(
+                "model version {version}: no registry"
+            )));
+        };
+        let (catalog, version) = (self.catalog.clone(), version.to_string());
+        tokio::task::spawn_blocking(move || {
+            let meta = registry.meta(&version)?;
+            let model = registry.load(&version)?;
+            Ok(LoadedModel::new(meta, model, &catalog))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("model load task: {e}")))?
+    }
+
+    /// Checks the registry once; loads and swaps in a newly promoted version. `Ok(true)` when it swapped.
+    pub async fn refresh(&self) -> Result<bool> {
+        let Some(registry) = self.registry.clone() else {
+            return Ok(false);
+        };
+        let state = tokio::task::spawn_blocking(move || registry.state())
+            .await
+            .map_err(|e| Error::Internal(format!("registry task: {e}")))??;
+        let current = self.current().map(|m| m.version().to_string());
+        match state.promoted {
+            Some(v) if Some(&v) != current.as_ref() => {
+                let m = match self.loaded(&v) {
+                    Some(m) => m,
+                    None => Arc::new(self.load(&v).await?),
+                };
+                *self.promoted.write().unwrap_or_else(|e| e.into_inner()) = Some(m);
+                tracing::info!(version = %v, previous = ?current, "promoted model swapped in");
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
