@@ -96,6 +96,19 @@ fn actor(headers: &HeaderMap) -> String {
         .to_string()
 }
 
+/// A `PUT` body's optional `"version"` (the version the client edited) and the rest of the body.
+fn take_version(body: &Bytes) -> ApiResult<(Option<i64>, serde_json::Value)> {
+    let mut value: serde_json::Value = parse(body)?;
+    let expected = match value.as_object_mut().and_then(|o| o.remove("version")) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .ok_or_else(|| ApiError(Error::bad("version", "must be an integer")))?,
+        ),
+    };
+    Ok((expected, value))
+}
+
 fn rule_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError(Error::bad("id", format!("`{id}` is not a UUID"))))
 }
@@ -187,14 +200,7 @@ async fn update_rule(
     body: Bytes,
 ) -> ApiResult<Response> {
     let id = rule_id(&id)?;
-    let mut value: serde_json::Value = parse(&body)?;
-    let expected = match value.as_object_mut().and_then(|o| o.remove("version")) {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .ok_or_else(|| ApiError(Error::bad("version", "must be an integer")))?,
-        ),
-    };
+    let (expected, value) = take_version(&body)?;
     let input: RuleInput = parse(&Bytes::from(value.to_string()))?;
     input.validate(s.catalog())?;
     let rule = s
@@ -435,14 +441,7 @@ async fn update_experiment(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let mut value: serde_json::Value = parse(&body)?;
-    let expected = match value.as_object_mut().and_then(|o| o.remove("version")) {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(
-            v.as_i64()
-                .ok_or_else(|| ApiError(Error::bad("version", "must be an integer")))?,
-        ),
-    };
+    let (expected, value) = take_version(&body)?;
     let input: ExperimentInput = parse(&Bytes::from(value.to_string()))?;
     experiments::validate(&input)?;
     if input.key != key {

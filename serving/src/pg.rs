@@ -56,3 +56,25 @@ pub async fn fresh_database(base_url: &str, prefix: &str) -> Result<String> {
     let (head, _) = base_url.rsplit_once('/').unwrap_or((base_url, ""));
     Ok(format!("{head}/{name}"))
 }
+
+/// Runs `ddl` (idempotent statements) under the session advisory lock `lock`, so replicas starting together
+/// do not race on `CREATE TABLE IF NOT EXISTS`; the lock is released whatever the outcome.
+pub async fn create_schema(pool: &PgPool, lock: i64, ddl: &[&str]) -> Result<()> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(lock)
+        .execute(&mut *conn)
+        .await?;
+    let mut result = Ok(());
+    for statement in ddl {
+        if let Err(e) = sqlx::query(statement).execute(&mut *conn).await {
+            result = Err(Error::from(e));
+            break;
+        }
+    }
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(lock)
+        .execute(&mut *conn)
+        .await?;
+    result
+}

@@ -47,24 +47,7 @@ impl PgExperimentStore {
     /// Creates the schema (idempotent) and returns the store, bounded at
     /// [`MAX_EXPERIMENTS`](super::MAX_EXPERIMENTS).
     pub async fn new(pool: PgPool) -> Result<PgExperimentStore> {
-        let mut conn = pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        let mut result: Result<()> = Ok(());
-        for ddl in SCHEMA {
-            if let Err(e) = sqlx::query(ddl).execute(&mut *conn).await {
-                result = Err(e.into());
-                break;
-            }
-        }
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        result?;
-        drop(conn);
+        crate::pg::create_schema(&pool, SCHEMA_LOCK, SCHEMA).await?;
         Ok(PgExperimentStore {
             pool,
             max: MAX_EXPERIMENTS,

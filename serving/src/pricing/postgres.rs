@@ -37,24 +37,7 @@ impl PgOverrideStore {
     /// Creates the schema (idempotent) and returns the store, bounded at
     /// [`MAX_OVERRIDES`](super::MAX_OVERRIDES).
     pub async fn new(pool: PgPool) -> Result<PgOverrideStore> {
-        let mut conn = pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        let mut result: Result<()> = Ok(());
-        for ddl in SCHEMA {
-            if let Err(e) = sqlx::query(ddl).execute(&mut *conn).await {
-                result = Err(e.into());
-                break;
-            }
-        }
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        result?;
-        drop(conn);
+        crate::pg::create_schema(&pool, SCHEMA_LOCK, SCHEMA).await?;
         Ok(PgOverrideStore {
             pool,
             max: MAX_OVERRIDES,

@@ -57,24 +57,7 @@ const RULE_COLUMNS: &str = "id, version, body, created_at, updated_at, updated_b
 impl PgRuleStore {
     /// Creates the schema (idempotent) on `pool` and returns the store.
     pub async fn new(pool: PgPool) -> Result<PgRuleStore> {
-        let mut conn = pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        let mut result = Ok(());
-        for ddl in SCHEMA {
-            if let Err(e) = sqlx::query(ddl).execute(&mut *conn).await {
-                result = Err(Error::from(e));
-                break;
-            }
-        }
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        result?;
-        drop(conn);
+        crate::pg::create_schema(&pool, SCHEMA_LOCK, SCHEMA).await?;
         let o = pool.connect_options();
         let describe = format!(
             "postgres://{}:{}/{} (serving_rules)",
