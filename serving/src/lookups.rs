@@ -11,12 +11,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use features::api::FeaturesApi;
 use features::processor::Processor;
 use features::state::product::ProductState;
-use features::state::user::UserFeatures;
+use features::state::user::UserState;
 
 use crate::{Error, Result};
+
+/// What a request needs of the shopper (decoded from the blob without computing the full feature set:
+/// windows, affinities and RFM summaries are for other readers).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Shopper {
+    /// The rule-based segment now.
+    pub segment: String,
+    pub market: Option<String>,
+    pub device: Option<String>,
+    /// Newest first.
+    pub last_viewed: Vec<String>,
+    /// Newest first.
+    pub last_purchased: Vec<String>,
+}
 
 /// What serving knows of one product from the stream.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,7 +47,6 @@ type Cache<T> = Mutex<HashMap<String, (Instant, T)>>;
 
 /// Feature-store reads for requests.
 pub struct Lookups {
-    api: FeaturesApi,
     processor: Processor,
     timeout: Duration,
     ttl: Duration,
@@ -51,7 +63,6 @@ impl Lookups {
         max_products: usize,
     ) -> Lookups {
         Lookups {
-            api: FeaturesApi::new(processor.clone()),
             processor,
             timeout,
             ttl,
@@ -79,12 +90,31 @@ impl Lookups {
         }
     }
 
-    /// The shopper's features (`Ok(None)`: never seen).
-    pub async fn shopper(&self, id: &str) -> Result<Option<UserFeatures>> {
-        self.deadline("shopper read", async {
-            self.api.user_features(id).await.map_err(Error::from)
-        })
-        .await
+    /// The shopper (registered id first, then anonymous id; `Ok(None)`: never seen), one round trip.
+    pub async fn shopper(&self, id: &str) -> Result<Option<Shopper>> {
+        let ctx = self.processor.context();
+        let keys = [
+            ctx.keys.user(&format!("u:{id}")),
+            ctx.keys.user(&format!("a:{id}")),
+        ];
+        let blobs = self
+            .deadline("shopper read", async {
+                Ok(self.processor.store().get(&keys).await?)
+            })
+            .await?;
+        let Some(blob) = blobs.into_iter().flatten().next() else {
+            return Ok(None);
+        };
+        let state = UserState::decode(&blob)?;
+        Ok(Some(Shopper {
+            segment: state
+                .segment_at(chrono::Utc::now().timestamp_millis(), ctx)
+                .to_string(),
+            market: state.market.clone(),
+            device: state.device.clone(),
+            last_viewed: state.viewed.iter().map(|(p, _)| p.clone()).collect(),
+            last_purchased: state.purchased.iter().map(|(p, _)| p.clone()).collect(),
+        }))
     }
 
     /// A popularity list (`None` when the store has none and none was cached).

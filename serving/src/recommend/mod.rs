@@ -435,7 +435,7 @@ impl Serving {
     async fn generate(
         &self,
         req: &RecRequest,
-        shopper: Option<&features::state::user::UserFeatures>,
+        shopper: Option<&crate::lookups::Shopper>,
         segment: &str,
         model: Option<&LoadedModel>,
         filters: &mut Filters<'_>,
