@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the project's Python environment: implicit 0.7.3 for the
-# reference benchmark (benches/implicit/) and Jupyter's headless runner for the
-# notebooks (notebooks/). Idempotent: a second run is a no-op unless the
+# reference benchmark (benches/implicit/), Jupyter's headless runner for the
+# notebooks (notebooks/), a38 and localstripe for the commerce tests. Idempotent: a second run is a no-op unless the
 # requirement list below (or the interpreter) changed.
 #
 #   VENV=$(bash scripts/python_env.sh | tail -1)
@@ -31,6 +31,10 @@ REQUIREMENTS=(
     "nbconvert==7.16.6"
     "jupyter-client==8.6.3"
     "ipykernel==6.29.5"
+    # commerce: a38 validates every FatturaPA invoice the tests emit; localstripe is the stateful Stripe
+    # API the Stripe provider is tested against (started by scripts/services.sh).
+    "a38==0.1.8"
+    "localstripe==1.15.10"
 )
 
 py_version="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')"

@@ -2,18 +2,20 @@
 # Start / stop / inspect the real backends Lusso's test suite talks to.
 #
 #   scripts/services.sh up       install what is missing, start everything, print the env
-#   scripts/services.sh down     stop tansu + ClickHouse started by this script
+#   scripts/services.sh down     stop tansu, ClickHouse and localstripe started by this script
 #   scripts/services.sh status   one line per service
 #
 # Every service listens on 127.0.0.1:
 #   tansu (Kafka protocol) :9092       ClickHouse http :8123, native :9000
 #   Redis                  :6379       PostgreSQL      :5432
+#   localstripe (fake Stripe API, from the project's Python venv) :8420
 #
 # State (pid files, logs, ClickHouse data, tansu data, env.sh) lives in
 # ${LUSSO_SERVICES_DIR:-$HOME/.local/share/lusso/services}.
 # `up` is idempotent: services already running are left alone.
 set -euo pipefail
 
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE_DIR="${LUSSO_SERVICES_DIR:-$HOME/.local/share/lusso/services}"
 LOG_DIR="$STATE_DIR/log"
 RUN_DIR="$STATE_DIR/run"
@@ -27,6 +29,8 @@ CH_HTTP_PORT=8123
 CH_TCP_PORT=9000
 REDIS_PORT=6379
 PG_PORT=5432
+LOCALSTRIPE_PORT=8420
+PY_VENV="" # set by ensure_venv
 
 TANSU_VERSION=0.6.0
 TANSU_FEATURES=dynostore,libsql
@@ -323,6 +327,51 @@ postgres_up() {
     log "postgres ready"
 }
 
+# ---------------------------------------------------------------- localstripe
+
+# localstripe (PyPI, pinned in scripts/python_env.sh) is the stateful fake Stripe API the Stripe provider's
+# tests run against. It comes from the project's venv, which also holds a38 (a38tool validates FatturaPA).
+# Its state is in memory (plus /tmp/localstripe.pickle, ignored at start: --from-scratch).
+localstripe_ready() {
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$HOST:$LOCALSTRIPE_PORT/js.stripe.com/v3/" 2>/dev/null) == 200 ]]
+}
+
+ensure_venv() {
+    [[ -n ${PY_VENV:-} ]] && return 0
+    local t0=$SECONDS
+    PY_VENV="$(bash "$ROOT/scripts/python_env.sh" | tail -n 1)" || die "scripts/python_env.sh failed"
+    [[ -x $PY_VENV/bin/localstripe ]] || die "localstripe missing from the venv $PY_VENV"
+    ((SECONDS - t0 < 5)) || log "python venv ready in $((SECONDS - t0))s: $PY_VENV"
+}
+
+localstripe_up() {
+    ensure_venv
+    local pid
+    if pid="$(pid_alive localstripe)"; then
+        log "localstripe already running (pid $pid)"
+        wait_ready localstripe localstripe localstripe_ready "$LOG_DIR/localstripe.log"
+        return 0
+    fi
+    if port_open "$LOCALSTRIPE_PORT"; then
+        localstripe_ready ||
+            die "$HOST:$LOCALSTRIPE_PORT is taken by something that is not localstripe"
+        warn "$HOST:$LOCALSTRIPE_PORT is already served by a localstripe this script did not start; using it"
+        return 0
+    fi
+    mkdir -p "$LOG_DIR" "$RUN_DIR"
+    log "starting localstripe on $HOST:$LOCALSTRIPE_PORT"
+    local t0
+    t0=$(now_ms)
+    (
+        cd "$STATE_DIR"
+        exec setsid "$PY_VENV/bin/python" "$PY_VENV/bin/localstripe" --port "$LOCALSTRIPE_PORT" --from-scratch \
+            </dev/null >>"$LOG_DIR/localstripe.log" 2>&1
+    ) &
+    echo $! >"$RUN_DIR/localstripe.pid"
+    wait_ready localstripe localstripe localstripe_ready "$LOG_DIR/localstripe.log"
+    log "localstripe ready in $(elapsed "$t0") (pid $(cat "$RUN_DIR/localstripe.pid"))"
+}
+
 # ---------------------------------------------------------------- env
 
 write_env() {
@@ -335,6 +384,8 @@ write_env() {
         echo "export LUSSO_REDIS_URL=redis://$HOST:$REDIS_PORT"
         echo "export LUSSO_DATABASE_URL=postgres://postgres@$HOST:$PG_PORT/postgres"
         echo "export LUSSO_TANSU_BIN=$TANSU_BIN"
+        echo "export LUSSO_STRIPE_URL=http://$HOST:$LOCALSTRIPE_PORT"
+        echo "export LUSSO_A38TOOL=$PY_VENV/bin/a38tool"
     } >"$tmp"
     mv "$tmp" "$ENV_FILE"
 }
@@ -390,6 +441,9 @@ cmd_status() {
     status_line clickhouse "http://$HOST:$CH_HTTP_PORT" ch_ready "$extra" || rc=1
     status_line redis "$HOST:$REDIS_PORT" redis_ready || rc=1
     status_line postgres "$HOST:$PG_PORT" pg_ready || rc=1
+    extra=""
+    if pid="$(pid_alive localstripe)"; then extra="   (pid $pid)"; fi
+    status_line localstripe "http://$HOST:$LOCALSTRIPE_PORT" localstripe_ready "$extra" || rc=1
     return $rc
 }
 
@@ -401,6 +455,7 @@ cmd_up() {
     redis_up
     postgres_up
     clickhouse_up
+    localstripe_up
     tansu_up
     write_env
     log "all services ready ($(elapsed "$t0") for 'up')"
@@ -410,6 +465,7 @@ cmd_up() {
 cmd_down() {
     stop_pid tansu
     stop_pid clickhouse
+    stop_pid localstripe
     log "redis and postgres are left running"
 }
 

@@ -1,6 +1,7 @@
 //! `lusso`: the command line and composition root of every Lusso role.
 
 mod bandits_role;
+mod commerce_role;
 mod features_role;
 mod ope_cmd;
 mod server;
@@ -188,6 +189,10 @@ pub(crate) enum Role {
     /// feature store and the model registry (rules and experiments in PostgreSQL when LUSSO_DATABASE_URL is
     /// set).
     Serving,
+    /// Carts, checkout, multi-location inventory, returns and e-invoices, with the outbox relay to
+    /// lusso.commerce.v1 (state in PostgreSQL when LUSSO_DATABASE_URL is set; prices from serving's price
+    /// book).
+    Commerce,
 }
 
 fn init_tracing() {

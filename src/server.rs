@@ -125,7 +125,9 @@ pub(crate) async fn build(
             tasks.extend(f.tasks);
             (Some(f.router), Some(f.api))
         }
-        Role::Collector | Role::Sink | Role::Bandits | Role::Serving => (None, None),
+        Role::Collector | Role::Sink | Role::Bandits | Role::Serving | Role::Commerce => {
+            (None, None)
+        }
     };
     // Bandits and serving read shoppers through the features role's API, or a read-only view of the store.
     let lookups = match (role, features_api) {
@@ -135,6 +137,7 @@ pub(crate) async fn build(
         }
         _ => None,
     };
+    let mut serving_service = None;
     let serving_router = match (role, &lookups) {
         (Role::All | Role::Serving, Some(api)) => {
             let s = crate::serving_role::start(
@@ -148,7 +151,44 @@ pub(crate) async fn build(
             )
             .await?;
             tasks.extend(s.tasks);
+            serving_service = Some(s.service);
             Some(s.router)
+        }
+        _ => None,
+    };
+    // Commerce charges what serving shows: its price book when serving runs here, else its own copy.
+    let commerce_router = match role {
+        Role::All | Role::Commerce => {
+            let (catalog, prices): (_, Arc<dyn commerce::catalog::PriceList>) =
+                match &serving_service {
+                    Some(s) => (
+                        s.catalog().clone(),
+                        Arc::new(serving::checkout_prices::ServingPrices(s.clone())),
+                    ),
+                    None => {
+                        let catalog =
+                            Arc::new(pipelines::catalog::Catalog::generate(config.catalog_seed));
+                        let (prices, task) = crate::commerce_role::standalone_prices(
+                            config,
+                            catalog.clone(),
+                            shutdown.clone(),
+                        )
+                        .await?;
+                        tasks.push(task);
+                        (catalog, prices)
+                    }
+                };
+            let c = crate::commerce_role::start(
+                config,
+                bus.clone(),
+                catalog,
+                prices,
+                metrics.registry(),
+                shutdown.clone(),
+            )
+            .await?;
+            tasks.extend(c.tasks);
+            Some(c.router)
         }
         _ => None,
     };
@@ -176,11 +216,14 @@ pub(crate) async fn build(
     if serving_router.is_some() {
         serving::openapi::merge_into(&mut openapi, serving::openapi::document());
     }
+    if commerce_router.is_some() {
+        serving::openapi::merge_into(&mut openapi, commerce::openapi::document());
+    }
     let router = match role {
         Role::All | Role::Collector => collector::app(
             CollectorState::new(bus, collector_config(config), metrics).with_openapi(openapi),
         ),
-        Role::Sink | Role::Features | Role::Bandits | Role::Serving => {
+        Role::Sink | Role::Features | Role::Bandits | Role::Serving | Role::Commerce => {
             let m = metrics;
             let doc = Arc::new(openapi);
             Router::new()
@@ -194,6 +237,10 @@ pub(crate) async fn build(
     };
     let router = match serving_router {
         Some(r) => router.merge(r),
+        None => router,
+    };
+    let router = match commerce_router {
+        Some(c) => router.merge(c),
         None => router,
     };
     let router = match features_router {
@@ -232,7 +279,7 @@ async fn listen(addr: &str, router: Router, shutdown: CancellationToken) -> anyh
 pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
     let bus = pipelines::bus::connect(&config)?;
-    for t in [topics::EVENTS, topics::QUARANTINE] {
+    for t in [topics::EVENTS, topics::QUARANTINE, topics::COMMERCE] {
         if let Err(e) = bus
             .ensure_topic(&config.topic(t), topics::default_partitions())
             .await
@@ -244,7 +291,7 @@ pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyh
         Role::All | Role::Sink | Role::Features | Role::Bandits | Role::Serving => {
             Some(pipelines::log::open(&config).await?)
         }
-        Role::Collector => None,
+        Role::Collector | Role::Commerce => None,
     };
     tracing::info!(?role, %addr, bus = %bus.describe(),
         log = %log.as_ref().map(|l| l.describe()).unwrap_or_default(), "serving");
@@ -306,6 +353,7 @@ pub(crate) async fn demo(
     println!("  dashboard     {url}/dashboard");
     println!("  storefront    {url}/storefront   (home recommendations, hero banner, prices; switch segment / market)");
     println!("  serving       {url}/v1/recommendations?user_id=U0000001  {url}/v1/rules  {url}/v1/prices?product_id=P000001&market=GB  {url}/v1/experiments");
+    println!("  commerce      POST {url}/v1/carts  POST {url}/v1/checkouts (Idempotency-Key)  {url}/v1/orders/{{id}}  {url}/v1/orders/{{id}}/invoice.xml  {url}/v1/inventory/{{sku}}  {url}/v1/locations");
     println!("  features      {url}/v1/users/{{id}}/features  {url}/v1/users/{{id}}/segment  {url}/v1/products/{{id}}/features  {url}/v1/segments");
     println!(
         "  event log     {}   (lusso query \"SELECT type, count(*) FROM events GROUP BY type\")",
@@ -319,6 +367,15 @@ pub(crate) async fn demo(
     if let Some(b) = running.bandits.clone() {
         let (url, token) = (url.clone(), shutdown.clone());
         tokio::spawn(crate::bandits_role::demo_storefront(b, url, seed, token));
+    }
+    println!("  shopper       buys a recommended product every 20 s with the fake provider and downloads its e-invoice (logged)");
+    {
+        let (url, token) = (url.clone(), shutdown.clone());
+        tokio::spawn(crate::commerce_role::demo_shopper(
+            url,
+            Duration::from_secs(20),
+            token,
+        ));
     }
     let sim_args = crate::simulate::SimulateArgs::for_demo(users, rate, seed, url);
     let sim_token = shutdown.clone();

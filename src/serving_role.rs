@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 /// The role's router and background tasks.
 pub(crate) struct ServingRole {
     pub(crate) router: Router,
+    /// The running service (its price book is the checkout's price list).
+    pub(crate) service: Serving,
     pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -98,7 +100,8 @@ pub(crate) async fn start(
         }));
     }
     Ok(ServingRole {
-        router: serving::api::app(service),
+        router: serving::api::app(service.clone()),
+        service,
         tasks,
     })
 }

@@ -215,7 +215,9 @@ fn decode(
                         seq,
                     },
                 }),
-                Ok(CommerceEvent::Other) => None,
+                // Orders and returns are counted from the storefront's `purchase` / `return` events;
+                // the commerce messages are the ledger other consumers (finance, reward audits) read.
+                Ok(_) => None,
                 Err(e) => {
                     tracing::error!(error = %e, partition = m.partition, offset = m.offset, "features: undecodable commerce message");
                     metrics.undecodable.inc();

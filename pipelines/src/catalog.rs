@@ -188,13 +188,15 @@ pub struct Location {
 
 /// VAT class of a product. Everything generated is `Standard`; the field exists
 /// so the pipeline can carry the class through without schema changes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TaxClass {
     /// 22 % IVA ordinaria.
     Standard,
     /// 10 % reduced rate.
     Reduced,
+    /// 4 % super-reduced rate (aliquota minima: books, some essentials).
+    SuperReduced,
     /// Exempt (e.g. gift cards).
     Exempt,
 }
@@ -205,6 +207,7 @@ impl TaxClass {
         match self {
             TaxClass::Standard => STANDARD_VAT_RATE,
             TaxClass::Reduced => 0.10,
+            TaxClass::SuperReduced => 0.04,
             TaxClass::Exempt => 0.0,
         }
     }

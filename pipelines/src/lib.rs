@@ -8,6 +8,8 @@
 //! - [`log`]: the [`log::EventLog`] trait with ClickHouse ([`log::clickhouse`]) and embedded Parquet
 //!   ([`log::parquet`], queried through DataFusion) implementations.
 //! - [`quarantine`]: the "bad row" record rejected events become.
+//! - [`openapi`]: OpenAPI building blocks shared by the roles' documents.
+//! - [`pg`]: PostgreSQL pools and schema creation shared by the durable stores.
 //! - [`config`]: backend selection from `LUSSO_*` environment variables.
 //! - [`catalog`] and [`sim`]: the built-in synthetic catalogue and the seeded shopper simulator (with ground truth).
 //! - [`error`]: the crate's error enum.
@@ -20,6 +22,8 @@ pub mod error;
 pub mod event;
 pub mod iso;
 pub mod log;
+pub mod openapi;
+pub mod pg;
 pub mod quarantine;
 pub mod sim;
 pub mod topics;

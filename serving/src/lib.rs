@@ -10,6 +10,7 @@
 //!   store (PostgreSQL or memory) with versions and an audit trail.
 //! - [`pricing`]: price lists per market (currency, FX, price-point rounding, VAT-inclusive display,
 //!   overrides).
+//! - [`checkout_prices`]: the price book as commerce's price list (checkout charges what the storefront shows).
 //! - [`experiments`]: A/B experiments, deterministic sticky bucketing, exposures, results per variant.
 //! - [`service`]: the state requests read ([`service::Serving`]) and the reload loops.
 //! - [`impressions`]: the bounded queue of `rec_impression` / exposure events to the bus.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod checkout_prices;
 pub mod config;
 pub mod error;
 pub mod experiments;

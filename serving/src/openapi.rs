@@ -2,9 +2,10 @@
 //! schemars from the Rust types the handlers use (so the document cannot drift from the code). The process
 //! merges it with the other roles' documents into one `/openapi.json`.
 
-use schemars::generate::{Contract, SchemaSettings};
-use schemars::{JsonSchema, SchemaGenerator};
+use pipelines::openapi::{body, err, error_schema, list_of, ok, path_param, query, Doc};
 use serde_json::{json, Map, Value};
+
+pub use pipelines::openapi::merge_into;
 
 use crate::experiments::results::ExperimentResults;
 use crate::experiments::{Assignment, Experiment, ExperimentInput};
@@ -13,64 +14,6 @@ use crate::recommend::Recommendations;
 use crate::rules::engine::Applied;
 use crate::rules::store::AuditEntry;
 use crate::rules::{Rule, RuleInput};
-
-struct Doc {
-    responses: SchemaGenerator,
-    requests: SchemaGenerator,
-}
-
-impl Doc {
-    fn new() -> Doc {
-        let mut out = SchemaSettings::draft2020_12();
-        out.definitions_path = "/components/schemas/".into();
-        out.contract = Contract::Serialize;
-        out.meta_schema = None;
-        let mut inp = SchemaSettings::draft2020_12();
-        inp.inline_subschemas = true;
-        inp.meta_schema = None;
-        Doc {
-            responses: out.into_generator(),
-            requests: inp.into_generator(),
-        }
-    }
-
-    fn out<T: JsonSchema>(&mut self) -> Value {
-        self.responses.subschema_for::<T>().to_value()
-    }
-
-    fn inp<T: JsonSchema>(&mut self) -> Value {
-        let mut v = self.requests.subschema_for::<T>().to_value();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("$schema");
-        }
-        v
-    }
-}
-
-fn ok(schema: Value) -> Value {
-    json!({"description": "OK", "content": {"application/json": {"schema": schema}}})
-}
-
-fn err(description: &str) -> Value {
-    json!({"description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
-}
-
-fn query(name: &str, description: &str, required: bool, schema: Value) -> Value {
-    json!({"name": name, "in": "query", "required": required, "description": description, "schema": schema})
-}
-
-fn path_param(name: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
-}
-
-fn list_of(key: &str, item: Value) -> Value {
-    json!({"type": "object", "required": [key], "properties": {key: {"type": "array", "items": item}}})
-}
-
-fn body(schema: Value) -> Value {
-    json!({"required": true, "content": {"application/json": {"schema": schema}}})
-}
 
 /// The `paths` and `components.schemas` of the serving endpoints.
 pub fn document() -> Value {
@@ -229,36 +172,7 @@ pub fn document() -> Value {
         "/storefront": {"get": {"summary": "The demo storefront page",
             "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}}
     });
-    let mut schemas: Map<String, Value> = d.responses.take_definitions(true);
-    schemas.insert(
-        "Error".into(),
-        json!({"type": "object", "required": ["error"],
-            "properties": {"error": {"type": "object", "required": ["field", "reason"],
-                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}}}}),
-    );
+    let mut schemas: Map<String, Value> = d.take_definitions();
+    schemas.insert("Error".into(), error_schema());
     json!({"paths": paths, "components": {"schemas": schemas}})
-}
-
-/// Merges `part` (`paths`, `components.schemas`) into `doc`.
-pub fn merge_into(doc: &mut Value, part: Value) {
-    for key in ["paths"] {
-        if let (Some(dst), Some(src)) = (
-            doc.get_mut(key).and_then(Value::as_object_mut),
-            part.get(key).and_then(Value::as_object),
-        ) {
-            for (k, v) in src {
-                dst.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    if let (Some(dst), Some(src)) = (
-        doc.pointer_mut("/components/schemas")
-            .and_then(Value::as_object_mut),
-        part.pointer("/components/schemas")
-            .and_then(Value::as_object),
-    ) {
-        for (k, v) in src {
-            dst.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
 }

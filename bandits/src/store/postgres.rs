@@ -11,11 +11,10 @@
 //! expiry cannot deadlock. The pool holds at most 8 connections; a request waits up to 5 s for one, then
 //! fails with [`Error::Unavailable`].
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use pipelines::pg::redact;
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -26,6 +25,8 @@ use crate::slot::{AuditEntry, Slot};
 use crate::{Error, Result};
 
 /// Advisory lock keys ("LUSSOBND" / "LUSSOLGR" as integers).
+/// Decisions are written on every request: a few more connections than the admin-only stores.
+const POOL_MAX_CONNECTIONS: u32 = 8;
 const SCHEMA_LOCK: i64 = 0x4c55_5353_4f42_4e44;
 const LEDGER_LOCK: i64 = 0x4c55_5353_4f4c_4752;
 
@@ -76,29 +77,8 @@ fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value, what: &str) -
 impl PgStore {
     /// Connects and creates the schema.
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
-            .await
-            .map_err(|e| Error::Unavailable(format!("postgres {}: {e}", redact(url))))?;
-        let mut conn = pool.acquire().await?;
-        sqlx::query("SELECT pg_advisory_lock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        let mut result = Ok(());
-        for ddl in SCHEMA {
-            if let Err(e) = sqlx::query(ddl).execute(&mut *conn).await {
-                result = Err(Error::from(e));
-                break;
-            }
-        }
-        sqlx::query("SELECT pg_advisory_unlock($1)")
-            .bind(SCHEMA_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        result?;
+        let pool = pipelines::pg::connect(url, POOL_MAX_CONNECTIONS).await?;
+        pipelines::pg::create_schema(&pool, SCHEMA_LOCK, SCHEMA).await?;
         Ok(PgStore {
             pool,
             url: redact(url),
@@ -148,18 +128,6 @@ impl PgStore {
         .execute(&mut **tx)
         .await?;
         Ok(())
-    }
-}
-
-/// The URL without its password, for logs and errors.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            let user = creds.split(':').next().unwrap_or("");
-            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -554,22 +522,7 @@ async fn insert_audit(tx: &mut Transaction<'_, Postgres>, a: &AuditEntry) -> Res
     Ok(())
 }
 
-/// Creates a fresh database next to `base_url`'s (named `lusso_test_…`) and returns its URL (tests).
+/// Creates a fresh database next to `base_url`'s and returns its URL (tests).
 pub async fn fresh_database(base_url: &str, prefix: &str) -> Result<String> {
-    let name = format!("{prefix}_{}", Uuid::new_v4().simple());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(base_url)
-        .await
-        .map_err(|e| Error::Unavailable(format!("postgres {}: {e}", redact(base_url))))?;
-    // Identifiers cannot be bound; `name` is generated above from a UUID and a caller constant.
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(Error::BadInput(format!("database name `{name}`")));
-    }
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let (head, _) = base_url.rsplit_once('/').unwrap_or((base_url, ""));
-    Ok(format!("{head}/{name}"))
+    Ok(pipelines::pg::fresh_database(base_url, prefix).await?)
 }

@@ -161,6 +161,9 @@ pub struct MarketPricing {
     /// VAT rate for [`TaxClass::Reduced`] products, as a fraction; `None` uses `vat_rate`.
     #[serde(default)]
     pub reduced_vat_rate: Option<f64>,
+    /// VAT rate for [`TaxClass::SuperReduced`] products (Italy's 4 %); `None` uses the reduced rate.
+    #[serde(default)]
+    pub super_reduced_vat_rate: Option<f64>,
     /// Whether displayed prices include VAT (false in the US, where sales tax is added at checkout).
     pub vat_inclusive: bool,
     pub rounding: Rounding,
@@ -176,6 +179,10 @@ impl MarketPricing {
         match class {
             TaxClass::Standard => self.vat_rate,
             TaxClass::Reduced => self.reduced_vat_rate.unwrap_or(self.vat_rate),
+            TaxClass::SuperReduced => self
+                .super_reduced_vat_rate
+                .or(self.reduced_vat_rate)
+                .unwrap_or(self.vat_rate),
             TaxClass::Exempt => 0.0,
         }
     }
@@ -203,6 +210,7 @@ impl MarketPricing {
         for (name, v) in [
             ("vat_rate", Some(self.vat_rate)),
             ("reduced_vat_rate", self.reduced_vat_rate),
+            ("super_reduced_vat_rate", self.super_reduced_vat_rate),
         ] {
             if let Some(v) = v {
                 if !(0.0..1.0).contains(&v) {
@@ -306,6 +314,7 @@ impl PriceBook {
                     eur_rate,
                     vat_rate: vat,
                     reduced_vat_rate: Some(reduced),
+                    super_reduced_vat_rate: (market == "IT").then_some(0.04),
                     vat_inclusive: inclusive,
                     rounding: if market == "IT" {
                         Rounding::CENTS

@@ -1,0 +1,59 @@
+//! The crate's error, named for what the caller can do about it.
+
+/// Errors of the commerce crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller's input is wrong: `field` names the parameter or JSON path, `reason` says why.
+    #[error("{field}: {reason}")]
+    BadInput { field: String, reason: String },
+    /// The named cart, order, SKU or return does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (stock short, an order not in a state that allows it,
+    /// an idempotency key reused with another body or still in progress).
+    #[error("{0}")]
+    Conflict(String),
+    /// The payment provider declined or failed the payment (the caller may retry with another method).
+    #[error("{provider}: {reason}")]
+    PaymentFailed { provider: String, reason: String },
+    /// A backend (PostgreSQL, the bus, a payment provider) is unreachable; retrying later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an I/O failure on our side.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A [`Error::BadInput`] naming `field`.
+    pub fn bad(field: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::BadInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => Error::Unavailable(format!("postgres: {e}")),
+            other => Error::Internal(format!("postgres: {other}")),
+        }
+    }
+}
+
+impl From<pipelines::Error> for Error {
+    fn from(e: pipelines::Error) -> Self {
+        match e {
+            pipelines::Error::Unavailable(m) | pipelines::Error::Full(m) => Error::Unavailable(m),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

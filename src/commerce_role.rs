@@ -1,0 +1,205 @@
+//! The commerce role: carts, checkout, inventory, returns and invoices over PostgreSQL (memory when
+//! `LUSSO_DATABASE_URL` is unset), the outbox relay to `lusso.commerce.v1` and the reservation sweeper; in the
+//! demo, a simulated shopper who buys what the storefront recommends and downloads the e-invoice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use commerce::catalog::PriceList;
+use commerce::payments::{PaymentsConfig, Providers};
+use commerce::service::SystemClock;
+use commerce::{Commerce, CommerceConfig, CommerceParts};
+use pipelines::bus::EventBus;
+use pipelines::catalog::Catalog;
+use pipelines::config::BackendConfig;
+use pipelines::topics;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// The role's router and background tasks.
+pub(crate) struct CommerceRole {
+    pub(crate) router: Router,
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The prices of a commerce process without a serving role beside it: serving's price book over the same
+/// catalogue, its overrides re-read from the serving store every second.
+pub(crate) async fn standalone_prices(
+    config: &BackendConfig,
+    catalog: Arc<Catalog>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Arc<dyn PriceList>, tokio::task::JoinHandle<()>)> {
+    let book = Arc::new(serving::pricing::PriceBook::new(
+        catalog,
+        serving::pricing::PriceBook::default_markets(),
+    )?);
+    let stores = serving::Stores::open(config.database_url.as_deref())
+        .await
+        .context("opening the price overrides (LUSSO_DATABASE_URL)")?;
+    let overrides = stores.overrides.clone();
+    book.set_overrides(overrides.list().await?);
+    let refreshed = book.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            match overrides.list().await {
+                Ok(list) => {
+                    refreshed.set_overrides(list);
+                }
+                Err(e) => tracing::warn!(error = %e, "price overrides not refreshed; retrying"),
+            }
+        }
+    });
+    Ok((Arc::new(serving::checkout_prices::BookPrices(book)), task))
+}
+
+/// Starts commerce over `catalog`, charging `prices`.
+pub(crate) async fn start(
+    config: &BackendConfig,
+    bus: Arc<dyn EventBus>,
+    catalog: Arc<Catalog>,
+    prices: Arc<dyn PriceList>,
+    registry: &prometheus::Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<CommerceRole> {
+    let cfg = CommerceConfig::from_env()?;
+    let store = commerce::store::open(config.database_url.as_deref().unwrap_or(""))
+        .await
+        .context("opening the commerce store (LUSSO_DATABASE_URL)")?;
+    let providers = Providers::from_config(&PaymentsConfig::from_env()?)?;
+    tracing::info!(providers = ?providers.names(), store = %store.describe(), "commerce");
+    let service = Arc::new(
+        Commerce::new(CommerceParts {
+            config: cfg,
+            store,
+            catalog,
+            prices,
+            providers,
+            clock: Arc::new(SystemClock),
+        })
+        .await?,
+    );
+    service.metrics().register(registry);
+    let topic = config.topic(topics::COMMERCE);
+    if let Err(e) = bus.ensure_topic(&topic, topics::default_partitions()).await {
+        tracing::warn!(error = %e, topic = %topic, "cannot create the commerce topic yet; the relay retries");
+    }
+    let tasks = vec![
+        tokio::spawn(commerce::outbox::run_relay(
+            service.clone(),
+            bus,
+            topic,
+            shutdown.clone(),
+        )),
+        tokio::spawn(commerce::outbox::run_expiry(service.clone(), shutdown)),
+    ];
+    Ok(CommerceRole {
+        router: commerce::api::app(service),
+        tasks,
+    })
+}
+
+/// The demo's buyer: every `every`, a simulated shopper takes the first recommended product in stock,
+/// checks out with the fake provider and downloads the e-invoice. Logs each purchase.
+pub(crate) async fn demo_shopper(url: String, every: Duration, shutdown: CancellationToken) {
+    let http = reqwest::Client::new();
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        n += 1;
+        match buy_once(&http, &url, n).await {
+            Ok((order, invoice)) => {
+                tracing::info!(%order, %invoice, "demo shopper bought a recommended product; invoice {url}/v1/orders/{order}/invoice.xml")
+            }
+            Err(e) => tracing::info!(error = %e, "demo shopper did not buy this time"),
+        }
+    }
+}
+
+async fn buy_once(http: &reqwest::Client, url: &str, n: u64) -> anyhow::Result<(String, String)> {
+    let user = format!("U{:07}", 1 + n % 500);
+    let recs: Value = http
+        .get(format!("{url}/v1/recommendations?user_id={user}&n=10"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let items = recs["items"].as_array().cloned().unwrap_or_default();
+    let mut chosen = None;
+    'outer: for item in items {
+        let Some(pid) = item["product_id"].as_str() else {
+            continue;
+        };
+        let product: Value = http
+            .get(format!("{url}/v1/products/{pid}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        for v in product["variants"].as_array().cloned().unwrap_or_default() {
+            let Some(sku) = v["sku"].as_str() else {
+                continue;
+            };
+            let inv: Value = http
+                .get(format!("{url}/v1/inventory/{sku}"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            if inv["available"].as_i64().unwrap_or(0) > 0 {
+                chosen = Some(sku.to_string());
+                break 'outer;
+            }
+        }
+    }
+    let sku = chosen.context("no recommended product in stock")?;
+    let cart: Value = http
+        .post(format!("{url}/v1/carts"))
+        .json(&json!({"market": "IT", "lines": [{"sku": sku, "quantity": 1}]}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let address = json!({"name": "Giulia Rossi", "street": "Via Montenapoleone 8", "city": "Milano",
+                         "postal_code": "20121", "province": "MI", "country": "IT"});
+    let email = format!("{}@demo.lusso.example", user.to_lowercase());
+    let order: Value = http
+        .post(format!("{url}/v1/checkouts"))
+        .header("Idempotency-Key", format!("demo-{}-{n}", cart["id"].as_str().unwrap_or("")))
+        .json(&json!({
+            "cart_id": cart["id"], "email": email, "user_id": user, "shipping": address,
+            "buyer": {"kind": "consumer", "email": email, "codice_fiscale": "RSSMRA85T10A562S", "billing": address},
+            "payment": {"provider": "fake"}
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = order["order_id"]
+        .as_str()
+        .context("no order id")?
+        .to_string();
+    let invoice = http
+        .get(format!("{url}/v1/orders/{id}/invoice.xml"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let name = invoice
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    Ok((id, name))
+}
