@@ -59,31 +59,17 @@ impl CommerceConfig {
     /// `LUSSO_COMMERCE_OUTBOX_POLL_MS`, `LUSSO_COMMERCE_MAX_LINE_QUANTITY`.
     pub fn from_env() -> Result<CommerceConfig> {
         let mut c = CommerceConfig::default();
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        fn num<T: std::str::FromStr>(key: &str, v: Option<String>, into: &mut T) -> Result<()> {
-            if let Some(v) = v {
-                *into = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::bad(key, format!("`{v}` is not a number")))?;
-            }
-            Ok(())
-        }
-        for (key, into) in [
-            (
-                "LUSSO_COMMERCE_RESERVATION_TTL_SECS",
-                &mut c.reservation_ttl_secs,
-            ),
-            ("LUSSO_COMMERCE_EXPIRY_SWEEP_SECS", &mut c.expiry_sweep_secs),
-            ("LUSSO_COMMERCE_OUTBOX_POLL_MS", &mut c.outbox_poll_ms),
-        ] {
-            num(key, var(key), into)?;
-        }
+        let num = |key: &str, into: &mut u64| {
+            pipelines::config::env_number(key, into).map_err(|r| Error::bad(key, r))
+        };
         num(
-            "LUSSO_COMMERCE_MAX_LINE_QUANTITY",
-            var("LUSSO_COMMERCE_MAX_LINE_QUANTITY"),
-            &mut c.max_line_quantity,
+            "LUSSO_COMMERCE_RESERVATION_TTL_SECS",
+            &mut c.reservation_ttl_secs,
         )?;
+        num("LUSSO_COMMERCE_EXPIRY_SWEEP_SECS", &mut c.expiry_sweep_secs)?;
+        num("LUSSO_COMMERCE_OUTBOX_POLL_MS", &mut c.outbox_poll_ms)?;
+        pipelines::config::env_number("LUSSO_COMMERCE_MAX_LINE_QUANTITY", &mut c.max_line_quantity)
+            .map_err(|r| Error::bad("LUSSO_COMMERCE_MAX_LINE_QUANTITY", r))?;
         c.validated()
     }
 

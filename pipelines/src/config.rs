@@ -36,11 +36,21 @@ pub const DEFAULT_CLICKHOUSE_DATABASE: &str = "lusso";
 /// Default ClickHouse table (contract).
 pub const DEFAULT_CLICKHOUSE_TABLE: &str = "events";
 
-fn env_nonempty(name: &str) -> Option<String> {
+/// The trimmed value of env `name`, `None` when unset or blank.
+pub fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// Overrides `into` with the number in env `key` when it is set; `Err(reason)` when it is not a number
+/// (callers name `key` in their own error).
+pub fn env_number<T: std::str::FromStr>(key: &str, into: &mut T) -> Result<(), String> {
+    if let Some(v) = env_nonempty(key) {
+        *into = v.parse().map_err(|_| format!("`{v}` is not a number"))?;
+    }
+    Ok(())
 }
 
 impl BackendConfig {

@@ -100,33 +100,19 @@ impl ServingConfig {
     /// `LUSSO_SERVING_DEFAULT_MARKET`.
     pub fn from_env() -> Result<ServingConfig> {
         let mut c = ServingConfig::default();
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        fn num<T: std::str::FromStr>(key: &str, v: Option<String>, into: &mut T) -> Result<()> {
-            if let Some(v) = v {
-                *into = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::bad(key, format!("`{v}` is not a number")))?;
-            }
-            Ok(())
-        }
-        for (key, into) in [
-            (
-                "LUSSO_SERVING_FEATURES_TIMEOUT_MS",
-                &mut c.features_timeout_ms,
-            ),
-            ("LUSSO_SERVING_MODEL_POLL_MS", &mut c.model_poll_ms),
-            ("LUSSO_SERVING_RELOAD_POLL_MS", &mut c.reload_poll_ms),
-            ("LUSSO_SERVING_CACHE_TTL_SECS", &mut c.cache_ttl_secs),
-        ] {
-            num(key, var(key), into)?;
-        }
+        let num = |key: &str, into: &mut u64| {
+            pipelines::config::env_number(key, into).map_err(|r| Error::bad(key, r))
+        };
         num(
-            "LUSSO_SERVING_IMPRESSION_QUEUE",
-            var("LUSSO_SERVING_IMPRESSION_QUEUE"),
-            &mut c.impression_queue,
+            "LUSSO_SERVING_FEATURES_TIMEOUT_MS",
+            &mut c.features_timeout_ms,
         )?;
-        if let Some(m) = var("LUSSO_SERVING_DEFAULT_MARKET") {
+        num("LUSSO_SERVING_MODEL_POLL_MS", &mut c.model_poll_ms)?;
+        num("LUSSO_SERVING_RELOAD_POLL_MS", &mut c.reload_poll_ms)?;
+        num("LUSSO_SERVING_CACHE_TTL_SECS", &mut c.cache_ttl_secs)?;
+        pipelines::config::env_number("LUSSO_SERVING_IMPRESSION_QUEUE", &mut c.impression_queue)
+            .map_err(|r| Error::bad("LUSSO_SERVING_IMPRESSION_QUEUE", r))?;
+        if let Some(m) = pipelines::config::env_nonempty("LUSSO_SERVING_DEFAULT_MARKET") {
             c.default_market = m.trim().to_ascii_uppercase();
         }
         c.validated()

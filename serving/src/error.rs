@@ -35,13 +35,7 @@ impl Error {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => Error::Unavailable(format!("postgres: {e}")),
-            other => Error::Internal(format!("postgres: {other}")),
-        }
+        pipelines::pg::from_sqlx(e).into()
     }
 }
 

@@ -131,6 +131,15 @@ async fn load(args: &Args, commerce: Arc<Commerce>, skus: Arc<Vec<String>>) -> a
             (ok, err, h)
         }));
     }
+    let run = gather(tasks, started).await?;
+    server.abort();
+    Ok(run)
+}
+
+type Client = tokio::task::JoinHandle<(u64, u64, Histogram<u64>)>;
+
+/// Waits for every client and merges what they counted.
+async fn gather(tasks: Vec<Client>, started: Instant) -> anyhow::Result<Run> {
     let mut run = Run {
         orders: 0,
         errors: 0,
@@ -144,7 +153,6 @@ async fn load(args: &Args, commerce: Arc<Commerce>, skus: Arc<Vec<String>>) -> a
         run.hist.add(h)?;
     }
     run.seconds = started.elapsed().as_secs_f64();
-    server.abort();
     Ok(run)
 }
 
@@ -197,20 +205,7 @@ async fn floor(args: &Args, url: &str) -> anyhow::Result<Run> {
             (ok, err, h)
         }));
     }
-    let mut run = Run {
-        orders: 0,
-        errors: 0,
-        hist: Histogram::new(3)?,
-        seconds: 0.0,
-    };
-    for t in tasks {
-        let (o, e, h) = t.await?;
-        run.orders += o;
-        run.errors += e;
-        run.hist.add(h)?;
-    }
-    run.seconds = started.elapsed().as_secs_f64();
-    Ok(run)
+    gather(tasks, started).await
 }
 
 fn row(name: &str, r: &Run) -> f64 {
