@@ -10,6 +10,63 @@ use axum::http::StatusCode;
 use common::{checkout_body, fixture, listed, milano, Backend};
 use serde_json::{json, Value};
 
+/// The fake provider under another name, recording the idempotency key of every payment it is asked for.
+#[derive(Default)]
+struct CountingProvider {
+    keys: std::sync::Mutex<Vec<String>>,
+}
+
+impl CountingProvider {
+    fn keys(&self) -> Vec<String> {
+        self.keys.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl commerce::payments::PaymentProvider for CountingProvider {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+    async fn create(
+        &self,
+        r: &commerce::payments::PaymentRequest,
+    ) -> commerce::Result<commerce::payments::PaymentOutcome> {
+        self.keys.lock().unwrap().push(r.idempotency_key.clone());
+        commerce::payments::fake::Fake.create(r).await
+    }
+    async fn confirm(
+        &self,
+        reference: &str,
+        r: &commerce::payments::PaymentRequest,
+        p: &Value,
+    ) -> commerce::Result<commerce::payments::PaymentOutcome> {
+        commerce::payments::fake::Fake
+            .confirm(reference, r, p)
+            .await
+    }
+    async fn cancel(&self, reference: &str) -> commerce::Result<()> {
+        commerce::payments::fake::Fake.cancel(reference).await
+    }
+    async fn refund(
+        &self,
+        reference: &str,
+        amount: i64,
+        currency: &str,
+        key: &str,
+    ) -> commerce::Result<commerce::payments::RefundOutcome> {
+        commerce::payments::fake::Fake
+            .refund(reference, amount, currency, key)
+            .await
+    }
+    fn webhook(
+        &self,
+        h: &axum::http::HeaderMap,
+        b: &[u8],
+    ) -> commerce::Result<commerce::payments::WebhookEvent> {
+        commerce::payments::fake::Fake.webhook(h, b)
+    }
+}
+
 fn sku(i: usize) -> String {
     listed()[i].variants[0].id.clone()
 }
@@ -150,21 +207,23 @@ async fn allocation_prefers_one_location_then_splits_online_first(backend: Backe
     assert_eq!(f.levels(&a).await, (3, 0, 3));
 }
 
+/// The acceptance: 1,000 concurrent checkouts of a variant with 10 units spread over the 4
+/// locations → exactly 10 orders, stock 0, never negative, every other checkout a clear 409.
 async fn concurrent_checkouts_never_oversell(backend: Backend) {
     let f = fixture(backend).await;
     let a = sku(4);
     f.stock(
         &a,
         &[
-            ("online", 2),
-            ("milano-montenapoleone", 1),
-            ("roma-condotti", 1),
+            ("online", 4),
+            ("milano-montenapoleone", 3),
+            ("roma-condotti", 2),
             ("firenze-tornabuoni", 1),
         ],
     )
     .await;
     let mut carts = Vec::new();
-    for _ in 0..24 {
+    for _ in 0..1_000 {
         carts.push(f.cart("IT", &[(&a, 1)]).await);
     }
     let f = std::sync::Arc::new(f);
@@ -182,24 +241,88 @@ async fn concurrent_checkouts_never_oversell(backend: Backend) {
         let (s, b) = t.await.unwrap();
         match s {
             StatusCode::CREATED => created += 1,
-            StatusCode::CONFLICT => conflicts += 1,
+            StatusCode::CONFLICT => {
+                let reason = b["error"]["reason"].as_str().unwrap_or_default();
+                assert!(
+                    reason.contains("insufficient stock") && reason.contains(&a),
+                    "{b}"
+                );
+                conflicts += 1
+            }
             other => panic!("unexpected {other}: {b}"),
         }
     }
-    assert_eq!((created, conflicts), (5, 19));
-    assert_eq!(f.levels(&a).await, (0, 0, 0));
+    assert_eq!((created, conflicts), (10, 990));
+    let (_, inv) = f.get(&format!("/v1/inventory/{a}")).await;
+    for l in inv["locations"].as_object().unwrap().values() {
+        assert_eq!(
+            (l["on_hand"].as_i64(), l["reserved"].as_i64()),
+            (Some(0), Some(0)),
+            "{inv}"
+        );
+    }
+    let placed = f
+        .outbox()
+        .await
+        .into_iter()
+        .filter(|m| m["type"] == "order_placed")
+        .count();
+    assert_eq!(placed, 10);
 }
 
+/// The acceptance: the same checkout retried 20 times (concurrently, then one after another) with
+/// one Idempotency-Key → one order, one charge.
 async fn idempotency_key_replays_and_refuses_another_body(backend: Backend) {
-    let f = fixture(backend).await;
+    let counter = std::sync::Arc::new(CountingProvider::default());
+    let f = common::fixture_with(
+        backend,
+        commerce::CommerceConfig::default(),
+        commerce::payments::Providers::fake_only().with(counter.clone()),
+    )
+    .await;
     let a = sku(5);
     f.stock(&a, &[("online", 4)]).await;
     let cart = f.cart("IT", &[(&a, 1)]).await;
-    let body = checkout_body(&cart, "succeed");
+    let mut body = checkout_body(&cart, "succeed");
+    body["payment"]["provider"] = json!("counting");
+    let f = std::sync::Arc::new(f);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (f, body) = (f.clone(), body.clone());
+        tasks.push(tokio::spawn(
+            async move { f.checkout("k-same", body).await },
+        ));
+    }
+    let mut orders = std::collections::BTreeSet::new();
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        assert!(
+            s == StatusCode::CREATED || s == StatusCode::CONFLICT,
+            "{s} {b}"
+        );
+        if s == StatusCode::CREATED {
+            orders.insert(b["order_id"].as_str().unwrap().to_string());
+        }
+    }
     let (s1, b1) = f.checkout("k-same", body.clone()).await;
-    let (s2, b2) = f.checkout("k-same", body.clone()).await;
-    assert_eq!(s1, StatusCode::CREATED);
-    assert_eq!((s2, &b2), (s1, &b1), "the same response");
+    assert_eq!(s1, StatusCode::CREATED, "{b1}");
+    assert_eq!(b1["status"], "paid");
+    for _ in 0..20 {
+        let (s2, b2) = f.checkout("k-same", body.clone()).await;
+        assert_eq!((s2, &b2), (s1, &b1), "the same response");
+    }
+    orders.insert(b1["order_id"].as_str().unwrap().to_string());
+    assert_eq!(orders.len(), 1, "one order: {orders:?}");
+    // One charge: every provider call carried the order's idempotency key (the provider charges a key once),
+    // and once the first answer was stored no retry reached the provider.
+    let keys = counter.keys();
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k == &keys[0]),
+        "{keys:?}"
+    );
+    let calls = keys.len();
+    let _ = f.checkout("k-same", body.clone()).await;
+    assert_eq!(counter.keys().len(), calls);
     assert_eq!(f.levels(&a).await, (3, 0, 3), "charged and reserved once");
     let placed = f
         .outbox()
@@ -208,10 +331,13 @@ async fn idempotency_key_replays_and_refuses_another_body(backend: Backend) {
         .filter(|m| m["type"] == "order_placed")
         .count();
     assert_eq!(placed, 1);
+    let body = checkout_body(&cart, "succeed");
     let mut other = body.clone();
     other["email"] = json!("someone@example.com");
     let (s, e) = f.checkout("k-same", other).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
+    let mut other = body.clone();
+    other["payment"]["provider"] = json!("counting");
     assert!(e["error"]["reason"]
         .as_str()
         .unwrap()
