@@ -170,6 +170,15 @@ fn rows_of<'a>(
         .map(|(_, r)| r)
 }
 
+/// A value as this transaction sees it: its own staged write, else the committed one.
+fn read<K: std::hash::Hash + Eq, V: Clone>(
+    staged: &HashMap<K, V>,
+    committed: &HashMap<K, V>,
+    key: &K,
+) -> Option<V> {
+    staged.get(key).or_else(|| committed.get(key)).cloned()
+}
+
 #[async_trait]
 impl Tx for MemoryTx {
     async fn lock_stock(&mut self, skus: &[String]) -> Result<Vec<StockRow>> {
@@ -197,12 +206,7 @@ impl Tx for MemoryTx {
     }
 
     async fn cart_for_update(&mut self, id: Uuid) -> Result<Option<Cart>> {
-        Ok(self
-            .staged
-            .carts
-            .get(&id)
-            .or_else(|| self.state.carts.get(&id))
-            .cloned())
+        Ok(read(&self.staged.carts, &self.state.carts, &id))
     }
 
     async fn put_cart(&mut self, cart: &Cart) -> Result<()> {
@@ -211,12 +215,7 @@ impl Tx for MemoryTx {
     }
 
     async fn order_for_update(&mut self, id: Uuid) -> Result<Option<Order>> {
-        Ok(self
-            .staged
-            .orders
-            .get(&id)
-            .or_else(|| self.state.orders.get(&id))
-            .cloned())
+        Ok(read(&self.staged.orders, &self.state.orders, &id))
     }
 
     async fn put_order(&mut self, order: &Order) -> Result<()> {
@@ -265,12 +264,7 @@ impl Tx for MemoryTx {
     }
 
     async fn return_for_update(&mut self, id: Uuid) -> Result<Option<Return>> {
-        Ok(self
-            .staged
-            .returns
-            .get(&id)
-            .or_else(|| self.state.returns.get(&id))
-            .cloned())
+        Ok(read(&self.staged.returns, &self.state.returns, &id))
     }
 
     async fn put_return(&mut self, ret: &Return) -> Result<()> {
