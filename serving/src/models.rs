@@ -96,8 +96,9 @@ impl LoadedModel {
 
     /// The `k` best listed items for `x` (by `x · yᵢ`) that `eligible` accepts, best first.
     pub fn top(&self, x: &[f32], k: usize, eligible: impl Fn(&str) -> bool) -> Vec<(u32, f32)> {
-        let f = &self.model.item_factors;
-        self.select(k, |i| dot(x, f.row(i)), eligible)
+        let mut scores = Vec::with_capacity(self.model.item_factors.rows);
+        training::simd::score_rows(x, &self.model.item_factors, &mut scores);
+        self.select(k, |i| scores[i], eligible)
     }
 
     /// The `k` listed items most similar to `product_id` by factor cosine (popularity order for `pop`).
@@ -114,13 +115,13 @@ impl LoadedModel {
         }
         let f = &self.model.item_factors;
         let y = f.row(item as usize);
-        let ny = dot(y, y).sqrt().max(f32::MIN_POSITIVE);
+        let inv = self.model.inv_norms();
+        let mut scores = Vec::with_capacity(f.rows);
+        training::simd::score_rows(y, f, &mut scores);
+        let iy = inv[item as usize];
         Some(self.select(
             k,
-            |j| {
-                let r = f.row(j);
-                dot(y, r) / (ny * dot(r, r).sqrt().max(f32::MIN_POSITIVE))
-            },
+            |j| scores[j] * iy * inv[j],
             |p| p != product_id && eligible(p),
         ))
     }
@@ -131,6 +132,12 @@ impl LoadedModel {
         self.select(k, |i| pop[i], eligible)
     }
 
+    /// The `k` best listed items by `score` that `eligible` accepts, best first (ties to the lower index).
+    ///
+    /// `eligible` (a catalogue lookup and the request's filters) costs far more than a score, so the scan
+    /// keeps the best `want` listed items by score alone, then checks eligibility down that list; only when
+    /// fewer than `k` of them pass does it scan again with a 4× larger `want`. Same result as checking every
+    /// item, because an item outside the best `want` scores no better than any item inside it.
     fn select(
         &self,
         k: usize,
@@ -140,7 +147,25 @@ impl LoadedModel {
         if k == 0 {
             return Vec::new();
         }
-        let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(k + 1);
+        let mut want = 2 * k + 16;
+        loop {
+            let best = self.best_listed(want, &score);
+            let exhausted = best.len() < want;
+            let out: Vec<(u32, f32)> = best
+                .into_iter()
+                .filter(|(i, _)| eligible(self.model.items.id(*i)))
+                .take(k)
+                .collect();
+            if out.len() == k || exhausted {
+                return out;
+            }
+            want = want.saturating_mul(4);
+        }
+    }
+
+    /// The best `want` listed items by `score`, best first (NaN scores skipped).
+    fn best_listed(&self, want: usize, score: &impl Fn(usize) -> f32) -> Vec<(u32, f32)> {
+        let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(want + 1);
         for (i, listed) in self.listed.iter().enumerate() {
             if !listed {
                 continue;
@@ -149,17 +174,14 @@ impl LoadedModel {
             if s.is_nan() {
                 continue;
             }
-            if heap.len() == k {
+            if heap.len() == want {
                 let worst = heap.peek().map(|e| e.0).unwrap_or(f32::NEG_INFINITY);
                 if s <= worst {
                     continue;
                 }
             }
-            if !eligible(self.model.items.id(i as u32)) {
-                continue;
-            }
             heap.push(Entry(s, i as u32));
-            if heap.len() > k {
+            if heap.len() > want {
                 heap.pop();
             }
         }

@@ -238,6 +238,35 @@ async fn impressions_are_queued(real: bool) {
     assert!(fx.impressions.try_recv().is_err());
 }
 
+/// The model's scan keeps the best items by score and checks the filters down that list, widening it when
+/// too many are rejected: the result must be what checking every item gives.
+#[test]
+fn model_top_k_with_many_rejected_items_matches_checking_every_item() {
+    let m = common::model("v1");
+    // `[1, 0, 0, 0]` ranks the items in index order (item 0 is unlisted).
+    let x = [1.0f32, 0.0, 0.0, 0.0];
+    let names = |top: Vec<(u32, f32)>| -> Vec<String> {
+        top.iter()
+            .map(|(i, _)| m.product_id(*i).to_string())
+            .collect()
+    };
+    // The best 200 listed items rejected: far more than the first window (2k + 16 = 26 for k = 5).
+    let rejected: HashSet<String> = (1..=200).map(item).collect();
+    assert_eq!(
+        names(m.top(&x, 5, |p| !rejected.contains(p))),
+        (201..=205).map(item).collect::<Vec<_>>()
+    );
+    // Fewer than k pass anywhere: all of those, best first.
+    let only: HashSet<String> = [item(250), item(7)].into_iter().collect();
+    assert_eq!(
+        names(m.top(&x, 5, |p| only.contains(p))),
+        vec![item(7), item(250)]
+    );
+    // Nothing passes, or nothing asked for.
+    assert!(m.top(&x, 5, |_| false).is_empty());
+    assert!(m.top(&x, 0, |_| true).is_empty());
+}
+
 #[test]
 fn a_full_impression_queue_sheds_and_counts() {
     let registry = prometheus::Registry::new();

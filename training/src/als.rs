@@ -16,8 +16,9 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::linalg::{axpy, cholesky_solve, dot, matvec, Factors};
+use crate::linalg::{cholesky_solve, dot, matvec, Factors};
 use crate::matrix::Csr;
+use crate::simd::{Isa, Kern, KernelJob};
 use crate::{Error, Result};
 
 /// How each least-squares problem is solved.
@@ -138,6 +139,12 @@ pub fn fit(
     let mut items = Factors::random(cui.cols, k, params.seed ^ 0x9E37_79B9_7F4A_7C15, 0.01, 0.0);
     let ciu = cui.transpose();
     let pool = pool(params.threads)?;
+    let kernels = if Isa::detect().is_wide() {
+        "x86-64-v3 (AVX2 + FMA)"
+    } else {
+        "portable"
+    };
+    tracing::debug!(kernels, "ALS kernels");
     for iteration in 1..=params.iterations {
         let started = Instant::now();
         pool.install(|| {
@@ -155,20 +162,69 @@ pub fn fit(
     Ok((users, items))
 }
 
-/// One half-iteration: every row of `x` re-solved against the fixed `y` (in the current rayon pool).
+/// Rows solved per rayon task (and per entry into the SIMD-dispatched code): enough to amortise the
+/// dispatch, few enough to balance rows of very different lengths over the threads.
+const ROWS_PER_TASK: usize = 32;
+
+/// One half-iteration: every row of `x` re-solved against the fixed `y` (in the current rayon pool), with
+/// the widest kernels this CPU has ([`crate::simd`]).
 pub fn solve_rows(c: &Csr, x: &mut Factors, y: &Factors, params: &AlsParams) {
     let k = x.k;
     let yty = y.gram(params.regularization);
-    x.data.par_chunks_mut(k).enumerate().for_each_init(
-        || Scratch::new(k),
-        |scratch, (r, xr)| {
-            let (cols, conf) = c.row(r);
-            match params.solver {
-                Solver::Cg => cg_row(&yty, y, cols, conf, xr, params.cg_steps, scratch),
-                Solver::Cholesky => cholesky_row(&yty, y, cols, conf, xr, scratch),
+    let isa = Isa::detect();
+    x.data
+        .par_chunks_mut(k * ROWS_PER_TASK)
+        .enumerate()
+        .for_each_init(
+            || Scratch::new(k),
+            |scratch, (b, block)| {
+                isa.dispatch(RowBlock {
+                    c,
+                    y,
+                    yty: &yty,
+                    params,
+                    first: b * ROWS_PER_TASK,
+                    block,
+                    scratch,
+                })
+            },
+        );
+}
+
+/// Consecutive rows of `x` (`block`, starting at row `first`) to re-solve.
+struct RowBlock<'a> {
+    c: &'a Csr,
+    y: &'a Factors,
+    yty: &'a [f32],
+    params: &'a AlsParams,
+    first: usize,
+    block: &'a mut [f32],
+    scratch: &'a mut Scratch,
+}
+
+impl KernelJob for RowBlock<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<K: Kern>(self, kern: K) {
+        let k = self.y.k;
+        for (j, xr) in self.block.chunks_exact_mut(k).enumerate() {
+            let (cols, conf) = self.c.row(self.first + j);
+            match self.params.solver {
+                Solver::Cg => cg_row(
+                    kern,
+                    self.yty,
+                    self.y,
+                    cols,
+                    conf,
+                    xr,
+                    self.params.cg_steps,
+                    self.scratch,
+                ),
+                Solver::Cholesky => cholesky_row(self.yty, self.y, cols, conf, xr, self.scratch),
             }
-        },
-    );
+        }
+    }
 }
 
 /// Per-thread work vectors.
@@ -194,7 +250,10 @@ impl Scratch {
 
 /// CG for one row, the same arithmetic as implicit's `_least_squares_cg`: residual from the warm start,
 /// then up to `steps` steps, stopping early when the residual norm² falls under 1e-20.
-pub(crate) fn cg_row(
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn cg_row<K: Kern>(
+    kern: K,
     yty: &[f32],
     y: &Factors,
     cols: &[u32],
@@ -208,30 +267,30 @@ pub(crate) fn cg_row(
         return;
     }
     // r = YᵀCᵤpᵤ − (YᵀCᵤY + λI) x
-    matvec(yty, x, -1.0, &mut s.r);
+    kern.matvec(yty, x, -1.0, &mut s.r);
     for (&i, &c) in cols.iter().zip(conf) {
         let yi = y.row(i as usize);
         let (pref, c) = if c > 0.0 { (c, c) } else { (0.0, -c) };
-        let t = pref - (c - 1.0) * dot(yi, x);
-        axpy(t, yi, &mut s.r);
+        let t = pref - (c - 1.0) * kern.dot(yi, x);
+        kern.axpy(t, yi, &mut s.r);
     }
     s.p.copy_from_slice(&s.r);
-    let mut rsold = dot(&s.r, &s.r);
+    let mut rsold = kern.dot(&s.r, &s.r);
     if rsold < 1e-20 {
         return;
     }
     for _ in 0..steps {
         // Ap = (YᵀCᵤY + λI) p without forming YᵀCᵤY.
-        matvec(yty, &s.p, 1.0, &mut s.ap);
+        kern.matvec(yty, &s.p, 1.0, &mut s.ap);
         for (&i, &c) in cols.iter().zip(conf) {
             let yi = y.row(i as usize);
-            let t = (c.abs() - 1.0) * dot(yi, &s.p);
-            axpy(t, yi, &mut s.ap);
+            let t = (c.abs() - 1.0) * kern.dot(yi, &s.p);
+            kern.axpy(t, yi, &mut s.ap);
         }
-        let alpha = rsold / dot(&s.p, &s.ap);
-        axpy(alpha, &s.p, x);
-        axpy(-alpha, &s.ap, &mut s.r);
-        let rsnew = dot(&s.r, &s.r);
+        let alpha = rsold / kern.dot(&s.p, &s.ap);
+        kern.axpy(alpha, &s.p, x);
+        kern.axpy(-alpha, &s.ap, &mut s.r);
+        let rsnew = kern.dot(&s.r, &s.r);
         if rsnew < 1e-20 {
             break;
         }

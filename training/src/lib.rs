@@ -6,6 +6,8 @@
 //!   counts, confidence scaling) and the training-data hash.
 //! - [`matrix`]: CSR matrices (counting-sort build and transpose) and id ↔ index maps.
 //! - [`linalg`]: `f32` factor matrices and the dense kernels (dot, axpy, Gram, Cholesky, top-k).
+//! - [`simd`]: dense kernels in a portable and an AVX2 + FMA build chosen at run time (ALS solves, the
+//!   full-catalogue scan of a recommendation).
 //! - [`als`]: implicit ALS with CG or Cholesky solves, training loss, fold-in.
 //! - [`bpr`]: BPR by Hogwild SGD.
 //! - [`model`]: a trained model (recommend, similar items, fold-in) and its file format.
@@ -27,5 +29,6 @@ pub mod matrix;
 pub mod model;
 pub mod registry;
 pub mod retail;
+pub mod simd;
 
 pub use error::{Error, Result};

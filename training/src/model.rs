@@ -146,10 +146,17 @@ impl Model {
     pub fn scores(&self, user: Option<&[f32]>) -> Vec<f32> {
         match (self.algo, user) {
             (Algo::Pop, _) | (_, None) => self.popularity.clone(),
-            (_, Some(x)) => (0..self.item_factors.rows)
-                .map(|i| dot(x, self.item_factors.row(i)))
-                .collect(),
+            (_, Some(x)) => {
+                let mut out = Vec::with_capacity(self.item_factors.rows);
+                crate::simd::score_rows(x, &self.item_factors, &mut out);
+                out
+            }
         }
+    }
+
+    /// `1 / ‖yᵢ‖` per item (0 for a zero vector), for cosine similarities.
+    pub fn inv_norms(&self) -> &[f32] {
+        &self.inv_norms
     }
 
     /// The trained user vector of a known user.
@@ -199,9 +206,11 @@ impl Model {
         }
         let y = self.item_factors.row(item as usize);
         let inv = self.inv_norms[item as usize];
-        let scores: Vec<f32> = (0..self.item_factors.rows)
-            .map(|j| dot(y, self.item_factors.row(j)) * inv * self.inv_norms[j])
-            .collect();
+        let mut scores = Vec::with_capacity(self.item_factors.rows);
+        crate::simd::score_rows(y, &self.item_factors, &mut scores);
+        for (s, n) in scores.iter_mut().zip(&self.inv_norms) {
+            *s *= inv * n;
+        }
         top_k(&scores, k, |j| j == item as usize)
     }
 
@@ -378,12 +387,9 @@ pub fn recommend_rows(
 ) -> Vec<Vec<u32>> {
     rows.par_iter()
         .map_init(
-            || vec![0f32; items.rows],
+            || Vec::with_capacity(items.rows),
             |scores, &u| {
-                let x = users.row(u as usize);
-                for (i, s) in scores.iter_mut().enumerate() {
-                    *s = dot(x, items.row(i));
-                }
+                crate::simd::score_rows(users.row(u as usize), items, scores);
                 let own = seen.row(u as usize).0;
                 top_k(scores, k, |i| own.binary_search(&(i as u32)).is_ok())
                     .into_iter()

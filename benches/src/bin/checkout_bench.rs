@@ -3,6 +3,9 @@
 //! serving price book. Each client loops: create a cart of 1–2 random SKUs, check it out with a fresh
 //! `Idempotency-Key`; only the checkout is timed.
 //!
+//! Each run also relays the outbox to an in-process bus, as the `lusso` binary does, so the outbox stays
+//! bounded and its cost (read, produce, delete) is part of the figure.
+//!
 //! Same-run baseline: the floor of a durable order on the same PostgreSQL and concurrency — one
 //! transaction that decrements one stock row and inserts one order row (no HTTP, no validation, no tax, no
 //! outbox). `checkout orders/s ÷ floor transactions/s` says what the whole checkout costs over that floor.
@@ -43,6 +46,8 @@ struct Args {
 struct Run {
     orders: u64,
     errors: u64,
+    /// One failed request, for the report (status and body, or the transport error).
+    first_error: Option<String>,
     hist: Histogram<u64>,
     seconds: f64,
 }
@@ -51,6 +56,7 @@ async fn service(
     store: Arc<dyn commerce::store::CommerceStore>,
     catalog: Arc<Catalog>,
     skus: &[String],
+    relay_stop: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Arc<Commerce>> {
     let book = serving::pricing::PriceBook::new(
         catalog.clone(),
@@ -70,7 +76,17 @@ async fn service(
         locations.insert("online".to_string(), 1_000_000);
         c.set_inventory(sku, SetInventory { locations }).await?;
     }
-    Ok(Arc::new(c))
+    let c = Arc::new(c);
+    let bus: Arc<dyn pipelines::bus::EventBus> = Arc::new(pipelines::bus::memory::MemoryBus::new(
+        pipelines::bus::memory::MemoryBusConfig::default(),
+    ));
+    tokio::spawn(commerce::outbox::run_relay(
+        c.clone(),
+        bus,
+        "lusso.commerce.v1".to_string(),
+        relay_stop.clone(),
+    ));
+    Ok(c)
 }
 
 async fn load(args: &Args, commerce: Arc<Commerce>, skus: Arc<Vec<String>>) -> anyhow::Result<Run> {
@@ -91,6 +107,7 @@ async fn load(args: &Args, commerce: Arc<Commerce>, skus: Arc<Vec<String>>) -> a
             let mut rng = ChaCha8Rng::seed_from_u64(c as u64);
             let mut h = Histogram::<u64>::new(3).expect("histogram");
             let (mut ok, mut err) = (0u64, 0u64);
+            let mut first_error: Option<String> = None;
             let address = json!({"name": "Giulia Rossi", "street": "Via Montenapoleone 8", "city": "Milano",
                 "postal_code": "20121", "province": "MI", "country": "IT"});
             while Instant::now() < until {
@@ -105,8 +122,11 @@ async fn load(args: &Args, commerce: Arc<Commerce>, skus: Arc<Vec<String>>) -> a
                     .await
                 {
                     Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
-                    _ => {
+                    other => {
                         err += 1;
+                        if first_error.is_none() {
+                            first_error = Some(describe("POST /v1/carts", other).await);
+                        }
                         continue;
                     }
                 };
@@ -125,10 +145,15 @@ async fn load(args: &Args, commerce: Arc<Commerce>, skus: Arc<Vec<String>>) -> a
                         let _ = h.record(t.elapsed().as_micros() as u64);
                         ok += 1;
                     }
-                    _ => err += 1,
+                    other => {
+                        err += 1;
+                        if first_error.is_none() {
+                            first_error = Some(describe("POST /v1/checkouts", other).await);
+                        }
+                    }
                 }
             }
-            (ok, err, h)
+            (ok, err, h, first_error)
         }));
     }
     let run = gather(tasks, started).await?;
@@ -136,20 +161,37 @@ async fn load(args: &Args, commerce: Arc<Commerce>, skus: Arc<Vec<String>>) -> a
     Ok(run)
 }
 
-type Client = tokio::task::JoinHandle<(u64, u64, Histogram<u64>)>;
+/// What a failed request was: its status and body, or the transport error.
+async fn describe(what: &str, r: reqwest::Result<reqwest::Response>) -> String {
+    match r {
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            format!(
+                "{what}: {status} {}",
+                body.chars().take(200).collect::<String>()
+            )
+        }
+        Err(e) => format!("{what}: {e}"),
+    }
+}
+
+type Client = tokio::task::JoinHandle<(u64, u64, Histogram<u64>, Option<String>)>;
 
 /// Waits for every client and merges what they counted.
 async fn gather(tasks: Vec<Client>, started: Instant) -> anyhow::Result<Run> {
     let mut run = Run {
         orders: 0,
         errors: 0,
+        first_error: None,
         hist: Histogram::new(3)?,
         seconds: 0.0,
     };
     for t in tasks {
-        let (o, e, h) = t.await?;
+        let (o, e, h, first) = t.await?;
         run.orders += o;
         run.errors += e;
+        run.first_error = run.first_error.or(first);
         run.hist.add(h)?;
     }
     run.seconds = started.elapsed().as_secs_f64();
@@ -178,6 +220,7 @@ async fn floor(args: &Args, url: &str) -> anyhow::Result<Run> {
             let mut rng = ChaCha8Rng::seed_from_u64(1_000 + c as u64);
             let mut h = Histogram::<u64>::new(3).expect("histogram");
             let (mut ok, mut err) = (0u64, 0u64);
+            let mut first_error: Option<String> = None;
             while Instant::now() < until {
                 let t = Instant::now();
                 let r: Result<(), sqlx::Error> = async {
@@ -199,10 +242,15 @@ async fn floor(args: &Args, url: &str) -> anyhow::Result<Run> {
                         ok += 1;
                         let _ = h.record(t.elapsed().as_micros() as u64);
                     }
-                    Err(_) => err += 1,
+                    Err(e) => {
+                        err += 1;
+                        if first_error.is_none() {
+                            first_error = Some(format!("floor transaction: {e}"));
+                        }
+                    }
                 }
             }
-            (ok, err, h)
+            (ok, err, h, first_error)
         }));
     }
     gather(tasks, started).await
@@ -218,6 +266,9 @@ fn row(name: &str, r: &Run) -> f64 {
         r.hist.max() as f64 / 1000.0,
         r.errors
     );
+    if let Some(e) = &r.first_error {
+        eprintln!("{name}: first error: {e}");
+    }
     rate
 }
 
@@ -251,17 +302,27 @@ async fn main() -> anyhow::Result<()> {
         "floor: 1 stock UPDATE + 1 order INSERT per transaction (PostgreSQL, no HTTP)",
         &floor_run,
     );
+    // Each run's relay stops with its run, so a backlog left by one run does not load the next.
+    let relay_stop = tokio_util::sync::CancellationToken::new();
     let pg = commerce::store::open(&url).await?;
     let pg_run = load(
         &args,
-        service(pg, catalog.clone(), &skus).await?,
+        service(pg, catalog.clone(), &skus, &relay_stop).await?,
         skus.clone(),
     )
     .await?;
+    relay_stop.cancel();
     let pg_rate = row("POST /v1/checkouts, PostgreSQL store", &pg_run);
+    let relay_stop = tokio_util::sync::CancellationToken::new();
     let mem = commerce::store::open("memory://").await?;
-    let mem_run = load(&args, service(mem, catalog, &skus).await?, skus).await?;
+    let mem_run = load(
+        &args,
+        service(mem, catalog, &skus, &relay_stop).await?,
+        skus,
+    )
+    .await?;
     row("POST /v1/checkouts, in-memory store", &mem_run);
+    relay_stop.cancel();
     println!(
         "\ncheckout orders/s (PostgreSQL) ÷ floor transactions/s = {:.3}×",
         pg_rate / floor_rate
