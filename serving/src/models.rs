@@ -113,17 +113,8 @@ impl LoadedModel {
             let pop = &self.model.popularity;
             return Some(self.select(k, |i| pop[i], |p| p != product_id && eligible(p)));
         }
-        let f = &self.model.item_factors;
-        let y = f.row(item as usize);
-        let inv = self.model.inv_norms();
-        let mut scores = Vec::with_capacity(f.rows);
-        training::simd::score_rows(y, f, &mut scores);
-        let iy = inv[item as usize];
-        Some(self.select(
-            k,
-            |j| scores[j] * iy * inv[j],
-            |p| p != product_id && eligible(p),
-        ))
+        let scores = self.model.cosine_scores(item);
+        Some(self.select(k, |j| scores[j], |p| p != product_id && eligible(p)))
     }
 
     /// The `k` most popular listed items (training users per item) that `eligible` accepts.

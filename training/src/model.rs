@@ -154,11 +154,6 @@ impl Model {
         }
     }
 
-    /// `1 / ‖yᵢ‖` per item (0 for a zero vector), for cosine similarities.
-    pub fn inv_norms(&self) -> &[f32] {
-        &self.inv_norms
-    }
-
     /// The trained user vector of a known user.
     pub fn user_vector(&self, user_id: &str) -> Option<&[f32]> {
         if self.algo == Algo::Pop {
@@ -204,6 +199,11 @@ impl Model {
         if self.algo == Algo::Pop {
             return top_k(&self.popularity, k, |i| i == item as usize);
         }
+        top_k(&self.cosine_scores(item), k, |j| j == item as usize)
+    }
+
+    /// Cosine of `item`'s factors with every item's (0 against a zero vector).
+    pub fn cosine_scores(&self, item: u32) -> Vec<f32> {
         let y = self.item_factors.row(item as usize);
         let inv = self.inv_norms[item as usize];
         let mut scores = Vec::with_capacity(self.item_factors.rows);
@@ -211,7 +211,7 @@ impl Model {
         for (s, n) in scores.iter_mut().zip(&self.inv_norms) {
             *s *= inv * n;
         }
-        top_k(&scores, k, |j| j == item as usize)
+        scores
     }
 
     /// A user vector for someone the model never saw, from their recent interactions (`(item id, weight)`;
