@@ -134,7 +134,7 @@ impl Commerce {
                         sku: v.id.clone(),
                         product_id: p.id.clone(),
                         size: v.size.clone(),
-                        location: location.clone(),
+                        location: location.to_string(),
                         on_hand: i64::from(units),
                         reserved: 0,
                         seq: 0,

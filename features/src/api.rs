@@ -87,7 +87,7 @@ impl FeaturesApi {
         let Some((blob, kind)) = found else {
             return Ok(None);
         };
-        let state = UserState::decode(&blob)?;
+        let state = UserState::decode(&blob, &ctx.vocab)?;
         let mut f = state.features(&format!("{kind}{id}"), Utc::now(), ctx);
         if let Some(model) = self.cluster_model().await? {
             f.cluster = Some(model.assign(&f, &ctx.categories()));

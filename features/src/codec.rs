@@ -31,8 +31,15 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    /// Only format-1 fixtures write full 64-bit values now.
+    #[cfg(test)]
     pub(crate) fn fixed_u64(&mut self, v: u64) {
         self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// The low 48 bits of `v`, little-endian.
+    pub(crate) fn fixed_u48(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes()[..6]);
     }
 
     pub(crate) fn str(&mut self, s: &str) {
@@ -40,6 +47,8 @@ impl Writer {
         self.buf.extend_from_slice(s.as_bytes());
     }
 
+    /// Only format-1 fixtures write optional strings this way now.
+    #[cfg(test)]
     pub(crate) fn opt_str(&mut self, s: Option<&str>) {
         match s {
             Some(s) => {
@@ -63,7 +72,7 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
-    fn corrupt(&self, what: &str) -> Error {
+    pub(crate) fn corrupt(&self, what: &str) -> Error {
         Error::Internal(format!(
             "corrupt feature blob: cannot read {what} at byte {} of {}",
             self.pos,
@@ -123,8 +132,21 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn string(&mut self) -> Result<String> {
         let n = self.usize()?;
+        self.string_of(n)
+    }
+
+    /// A UTF-8 string of `n` bytes (its length was read separately).
+    pub(crate) fn string_of(&mut self, n: usize) -> Result<String> {
         let b = self.take(n, "string")?;
         String::from_utf8(b.to_vec()).map_err(|_| self.corrupt("utf-8 string"))
+    }
+
+    /// 48-bit little-endian fixed-width value.
+    pub(crate) fn fixed_u48(&mut self) -> Result<u64> {
+        let b = self.take(6, "u48")?;
+        let mut a = [0u8; 8];
+        a[..6].copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
     }
 
     pub(crate) fn opt_string(&mut self) -> Result<Option<String>> {

@@ -90,7 +90,7 @@ impl Replay {
         let mut out = Vec::with_capacity(ids.len());
         for (id, blob) in ids.iter().zip(blobs) {
             if let Some(b) = blob {
-                out.push(UserState::decode(&b)?.features(id, as_of, ctx));
+                out.push(UserState::decode(&b, &ctx.vocab)?.features(id, as_of, ctx));
             }
         }
         Ok(out)
@@ -321,7 +321,7 @@ pub async fn verify(
     let keys: Vec<String> = ids.iter().map(|i| ctx.keys.user(i)).collect();
     let user = |id: &str, b: &[u8]| -> Result<serde_json::Value> {
         Ok(
-            serde_json::to_value(UserState::decode(b)?.features(id, as_of, &ctx))
+            serde_json::to_value(UserState::decode(b, &ctx.vocab)?.features(id, as_of, &ctx))
                 .unwrap_or_default(),
         )
     };

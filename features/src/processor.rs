@@ -14,7 +14,7 @@ use std::time::Duration;
 use pipelines::event::{Event, Properties};
 
 use crate::state::product::{Effect, ProductState, StockLevel, POP_CART, POP_PURCHASE, POP_VIEW};
-use crate::state::user::{fingerprint, position, UserState};
+use crate::state::user::{fingerprint, UserState};
 use crate::state::{revision_of, StreamId};
 use crate::store::{CasWrite, FeatureStore};
 use crate::windows::Kind;
@@ -152,8 +152,7 @@ impl Processor {
             return false;
         }
         let fp = fingerprint(&ev.event_id);
-        let pos = position(inc.stream, inc.offset);
-        if user.is_duplicate(fp, pos) {
+        if user.is_duplicate(fp) {
             stats.duplicates += 1;
             user.fences.advance(inc.stream, inc.offset);
             return true;
@@ -167,7 +166,7 @@ impl Processor {
             }
         }
         user.apply(ev, inc.stream, inc.offset, &self.ctx);
-        user.remember(fp, pos, ev.ts.timestamp_millis(), &self.ctx);
+        user.remember(fp, ev.ts.timestamp_millis(), &self.ctx);
         stats.applied += 1;
         true
     }
@@ -178,7 +177,7 @@ impl Processor {
         let mut out = HashMap::with_capacity(ids.len());
         for (id, blob) in ids.iter().zip(blobs) {
             let state = match blob {
-                Some(b) => UserState::decode(&b)?,
+                Some(b) => UserState::decode(&b, &self.ctx.vocab)?,
                 None => UserState::default(),
             };
             out.insert(id.clone(), state);
@@ -293,7 +292,7 @@ impl Processor {
                     CasWrite {
                         key: self.ctx.keys.user(id),
                         expected_rev: s.rev,
-                        blob: s.encode(s.rev + 1),
+                        blob: s.encode(s.rev + 1, &self.ctx.vocab),
                         ttl,
                     }
                 })

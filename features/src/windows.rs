@@ -107,26 +107,35 @@ impl Counter {
         self.grids.iter().all(Vec::is_empty)
     }
 
-    pub(crate) fn encode(&self, w: &mut Writer) {
-        for g in &self.grids {
-            w.usize(g.len());
+    /// Encodes the buckets as differences. With `newest_ms`, each grid's first bucket is written relative to the
+    /// bucket of `newest_ms` (a byte or two instead of an absolute bucket number); without, absolutely.
+    pub(crate) fn encode_at(&self, w: &mut Writer, newest_ms: Option<i64>) {
+        for (g, v) in self.grids.iter().enumerate() {
+            w.usize(v.len());
             let mut prev = 0i64;
-            for (b, c) in g {
-                w.i64(b - prev);
+            for (i, (b, c)) in v.iter().enumerate() {
+                match (i, newest_ms) {
+                    (0, Some(t)) => w.i64(t.div_euclid(GRIDS[g].width_ms) - b),
+                    _ => w.i64(b - prev),
+                }
                 prev = *b;
                 w.u64(u64::from(*c));
             }
         }
     }
 
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Counter> {
+    /// Reads what [`Counter::encode_at`] wrote with the same `newest_ms`.
+    pub(crate) fn decode_at(r: &mut Reader<'_>, newest_ms: Option<i64>) -> Result<Counter> {
         let mut out = Counter::default();
-        for g in &mut out.grids {
+        for (g, v) in out.grids.iter_mut().enumerate() {
             let n = r.usize()?;
             let mut prev = 0i64;
-            for _ in 0..n {
-                prev += r.i64()?;
-                g.push((prev, r.u64()? as u32));
+            for i in 0..n {
+                prev = match (i, newest_ms) {
+                    (0, Some(t)) => t.div_euclid(GRIDS[g].width_ms) - r.i64()?,
+                    _ => prev + r.i64()?,
+                };
+                v.push((prev, r.u64()? as u32));
             }
         }
         Ok(out)
@@ -165,15 +174,24 @@ impl Counters {
     }
 
     pub(crate) fn encode(&self, w: &mut Writer) {
-        self.0.iter().for_each(|c| c.encode(w));
+        self.encode_at(w, None);
+    }
+
+    /// See [`Counter::encode_at`].
+    pub(crate) fn encode_at(&self, w: &mut Writer, newest_ms: Option<i64>) {
+        self.0.iter().for_each(|c| c.encode_at(w, newest_ms));
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Counters> {
+        Counters::decode_at(r, None)
+    }
+
+    pub(crate) fn decode_at(r: &mut Reader<'_>, newest_ms: Option<i64>) -> Result<Counters> {
         Ok(Counters([
-            Counter::decode(r)?,
-            Counter::decode(r)?,
-            Counter::decode(r)?,
-            Counter::decode(r)?,
+            Counter::decode_at(r, newest_ms)?,
+            Counter::decode_at(r, newest_ms)?,
+            Counter::decode_at(r, newest_ms)?,
+            Counter::decode_at(r, newest_ms)?,
         ]))
     }
 }
@@ -246,7 +264,15 @@ mod tests {
         b.prune(newest);
         assert_eq!(a, b);
         let mut w = Writer::default();
-        a.encode(&mut w);
-        assert_eq!(Counter::decode(&mut Reader::new(&w.buf)).unwrap(), a);
+        a.encode_at(&mut w, None);
+        assert_eq!(
+            Counter::decode_at(&mut Reader::new(&w.buf), None).unwrap(),
+            a
+        );
+        let mut rel = Writer::default();
+        a.encode_at(&mut rel, Some(newest));
+        assert!(rel.buf.len() < w.buf.len(), "relative buckets are shorter");
+        let back = Counter::decode_at(&mut Reader::new(&rel.buf), Some(newest)).unwrap();
+        assert_eq!(back, a);
     }
 }

@@ -221,7 +221,7 @@ pub struct Variant {
     /// Size label, one of the category's [`SizeSystem::sizes`].
     pub size: String,
     /// Units on hand per location id; always has an entry for every location.
-    pub stock: BTreeMap<String, u32>,
+    pub stock: Stock,
 }
 
 impl Variant {
@@ -304,8 +304,16 @@ struct CatalogData {
 }
 
 impl From<CatalogData> for Catalog {
-    fn from(d: CatalogData) -> Self {
+    fn from(mut d: CatalogData) -> Self {
         let index = build_index(&d.products);
+        let shared: BTreeMap<&str, std::sync::Arc<str>> = d
+            .locations
+            .iter()
+            .map(|l| (l.id.as_str(), std::sync::Arc::from(l.id.as_str())))
+            .collect();
+        for v in d.products.iter_mut().flat_map(|p| p.variants.iter_mut()) {
+            v.stock.share_ids(&shared);
+        }
         Catalog {
             seed: d.seed,
             lines: d.lines,
@@ -468,6 +476,9 @@ pub(crate) fn snap_price(raw: f64) -> f64 {
 }
 
 mod generate;
+mod stock;
+
+pub use stock::Stock;
 
 #[cfg(test)]
 mod tests {
@@ -521,7 +532,7 @@ mod tests {
             assert_eq!(sizes, c.size_system.sizes());
             for v in &p.variants {
                 assert!(variant_ids.insert(v.id.clone()), "dup variant {}", v.id);
-                let keys: Vec<&str> = v.stock.keys().map(String::as_str).collect();
+                let keys: Vec<&str> = v.stock.keys().collect();
                 let mut want = loc_ids.clone();
                 want.sort_unstable();
                 assert_eq!(keys, want);

@@ -105,7 +105,7 @@ impl Lookups {
         let Some(blob) = blobs.into_iter().flatten().next() else {
             return Ok(None);
         };
-        let state = UserState::decode(&blob)?;
+        let state = UserState::decode(&blob, &ctx.vocab)?;
         Ok(Some(Shopper {
             segment: state
                 .segment_at(chrono::Utc::now().timestamp_millis(), ctx)

@@ -7,7 +7,7 @@
 //! only for items that would enter the heap, so a filter costs nothing for the bulk of the catalogue.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use pipelines::catalog::Catalog;
@@ -24,6 +24,9 @@ pub struct LoadedModel {
     pub model: Model,
     /// Per model item: the product is listed in the catalogue (not hidden, not discontinued, known).
     listed: Vec<bool>,
+    /// Per collection of the catalogue, its products by this model's popularity (catalogue indices), built on
+    /// first use; at most one entry per catalogue collection.
+    rankings: Mutex<HashMap<String, Arc<[u32]>>>,
 }
 
 /// An item index with its score, ordered so that a `BinaryHeap` of them is a min-heap on the score (ties: the
@@ -55,6 +58,7 @@ impl LoadedModel {
             meta,
             model,
             listed,
+            rankings: Mutex::new(HashMap::new()),
         }
     }
 
@@ -94,11 +98,39 @@ impl LoadedModel {
         self.model.items.id(i)
     }
 
+    /// Training popularity of a product (0 for one the model has not seen).
+    pub fn popularity(&self, product_id: &str) -> f64 {
+        self.model
+            .items
+            .get(product_id)
+            .map_or(0.0, |i| f64::from(self.model.popularity[i as usize]))
+    }
+
+    /// `collection`'s products in `catalog` (the catalogue this model was loaded against) by popularity, best
+    /// first: computed once per collection and kept, so a collection pin does not rank the catalogue per request.
+    pub fn collection_ranking(&self, catalog: &Catalog, collection: &str) -> Arc<[u32]> {
+        let mut kept = self.rankings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = kept.get(collection) {
+            return r.clone();
+        }
+        let r = crate::rules::engine::rank_collection(catalog, collection, &|p| self.popularity(p));
+        // Only the catalogue's collections are kept, which bounds the map.
+        if catalog.collections().iter().any(|c| c.id == collection) {
+            kept.insert(collection.to_string(), r.clone());
+        }
+        r
+    }
+
     /// The `k` best listed items for `x` (by `x · yᵢ`) that `eligible` accepts, best first.
     pub fn top(&self, x: &[f32], k: usize, eligible: impl Fn(&str) -> bool) -> Vec<(u32, f32)> {
-        let mut scores = Vec::with_capacity(self.model.item_factors.rows);
-        training::simd::score_rows(x, &self.model.item_factors, &mut scores);
-        self.select(k, |i| scores[i], eligible)
+        // One score buffer per worker thread (items × 4 bytes), reused instead of allocated per request.
+        SCORES.with(|cell| {
+            let mut scores = cell.take();
+            training::simd::score_rows(x, &self.model.item_factors, &mut scores);
+            let out = self.select(k, |i| scores[i], eligible);
+            cell.replace(scores);
+            out
+        })
     }
 
     /// The `k` listed items most similar to `product_id` by factor cosine (popularity order for `pop`).
@@ -154,8 +186,31 @@ impl LoadedModel {
         }
     }
 
-    /// The best `want` listed items by `score`, best first (NaN scores skipped).
+    /// The best `want` listed items by `score`, best first (NaN scores skipped; ties to the lower index).
+    ///
+    /// A large catalogue is cut with a threshold first: the scores of an evenly spaced sample give a value that
+    /// about `2 × want` items should beat; one branch-predictable pass keeps the listed items above it, and when
+    /// at least `want` are kept the answer is among them (every item left out scores at most the threshold, below
+    /// every kept one), so the result is exact. Otherwise (a skewed sample) the bounded heap over every item runs.
     fn best_listed(&self, want: usize, score: &impl Fn(usize) -> f32) -> Vec<(u32, f32)> {
+        let by_score = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if let Some(t) = self.sample_threshold(want, score) {
+            let mut kept: Vec<(u32, f32)> = Vec::with_capacity(4 * want);
+            for (i, listed) in self.listed.iter().enumerate() {
+                let s = score(i);
+                if s > t && *listed {
+                    kept.push((i as u32, s));
+                }
+            }
+            if kept.len() >= want {
+                if kept.len() > want {
+                    kept.select_nth_unstable_by(want - 1, by_score);
+                    kept.truncate(want);
+                }
+                kept.sort_unstable_by(by_score);
+                return kept;
+            }
+        }
         let mut heap: BinaryHeap<Entry> = BinaryHeap::with_capacity(want + 1);
         for (i, listed) in self.listed.iter().enumerate() {
             if !listed {
@@ -177,10 +232,42 @@ impl LoadedModel {
             }
         }
         let mut out: Vec<(u32, f32)> = heap.into_iter().map(|e| (e.1, e.0)).collect();
-        out.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        out.sort_unstable_by(by_score);
         out
     }
+
+    /// A score that about `2 × want` listed items beat, from a sample of [`THRESHOLD_SAMPLE`] evenly spaced
+    /// items; `None` when the catalogue is too small for a sample to pay off.
+    fn sample_threshold(&self, want: usize, score: &impl Fn(usize) -> f32) -> Option<f32> {
+        let n = self.listed.len();
+        if n < THRESHOLD_MIN_ITEMS || want.saturating_mul(16) > n {
+            return None;
+        }
+        let step = (n / THRESHOLD_SAMPLE).max(1);
+        let mut sample: Vec<f32> = (0..n)
+            .step_by(step)
+            .filter(|i| self.listed[*i])
+            .map(score)
+            .filter(|s| !s.is_nan())
+            .collect();
+        // Rank (from the top) of the threshold in the sample: the share 2·want/n of it.
+        let rank = (2 * want * sample.len()).div_ceil(n).max(1);
+        if rank >= sample.len() {
+            return None;
+        }
+        sample.select_nth_unstable_by(rank, |a, b| b.total_cmp(a));
+        Some(sample[rank])
+    }
 }
+
+thread_local! {
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Items sampled to place the selection threshold (a 4k-element select costs far less than a heap over 50k).
+const THRESHOLD_SAMPLE: usize = 4096;
+/// Below this many items the bounded heap alone is cheap enough.
+const THRESHOLD_MIN_ITEMS: usize = 8192;
 
 /// Cosine of two vectors (0 when either is zero).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {

@@ -267,6 +267,82 @@ fn model_top_k_with_many_rejected_items_matches_checking_every_item() {
     assert!(m.top(&x, 0, |_| true).is_empty());
 }
 
+/// A catalogue large enough for the sampled selection threshold: the result must equal sorting every listed,
+/// eligible item by score (ties to the lower index), with many tied scores, NaN scores and unlisted products.
+#[test]
+fn model_top_k_over_a_large_catalogue_matches_checking_every_item() {
+    use training::linalg::Factors;
+    use training::matrix::{Csr, IdIndex};
+    use training::model::{Algo, Model};
+
+    let catalog = pipelines::catalog::Catalog::generate_with(7, 30_000);
+    let n = catalog.len();
+    let ids: Vec<String> = catalog.products().iter().map(|p| p.id.clone()).collect();
+    let k = 8;
+    let mut item_factors = Factors::zeros(n, k);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..n {
+        let r = item_factors.row_mut(i);
+        for v in r.iter_mut() {
+            // Quarter steps: many items share a score.
+            *v = (next() % 9) as f32 / 4.0 - 1.0;
+        }
+        if i.is_multiple_of(997) {
+            r[0] = f32::NAN;
+        }
+    }
+    let users = IdIndex::new(vec!["U1".into()]);
+    let user_factors = Factors::zeros(1, k);
+    let train = Csr::from_triples(1, n, &[(0, 1, 1.0)]);
+    let model = Model::new(
+        Algo::Als,
+        users,
+        IdIndex::new(ids.clone()),
+        user_factors,
+        item_factors.clone(),
+        &train,
+        0.05,
+    );
+    let m = serving::models::LoadedModel::new(meta("big"), model, &catalog);
+    let listed: Vec<bool> = ids
+        .iter()
+        .map(|id| catalog.product(id).is_some_and(|p| p.is_listed()))
+        .collect();
+    assert!(listed.iter().any(|l| !l), "some products are unlisted");
+    let index: std::collections::HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    for (case, want) in [(0u64, 5usize), (1, 50), (2, 200), (3, 400)] {
+        let x: Vec<f32> = (0..k)
+            .map(|j| ((case as usize + j) % 5) as f32 - 2.0)
+            .collect();
+        let rejected = |i: usize| (i * 7 + case as usize).is_multiple_of(5);
+        let eligible = |p: &str| !rejected(index[p]);
+        let eligible_idx: Vec<bool> = (0..n).map(|i| !rejected(i)).collect();
+        let mut expected: Vec<(u32, f32)> = (0..n)
+            .filter(|i| listed[*i] && eligible_idx[*i])
+            .map(|i| {
+                let s: f32 = item_factors.row(i).iter().zip(&x).map(|(a, b)| a * b).sum();
+                (i as u32, s)
+            })
+            .filter(|(_, s)| !s.is_nan())
+            .collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        expected.truncate(want);
+        let got = m.top(&x, want, eligible);
+        let ids_of = |v: &[(u32, f32)]| v.iter().map(|e| e.0).collect::<Vec<_>>();
+        assert_eq!(ids_of(&got), ids_of(&expected), "case {case}, k = {want}");
+    }
+}
+
 #[test]
 fn a_full_impression_queue_sheds_and_counts() {
     let registry = prometheus::Registry::new();

@@ -155,6 +155,71 @@ async fn features_phase(
     Ok((rate, metrics))
 }
 
+/// Redis memory per shopper, with the product keys (a fixed cost of the catalogue, not of the shoppers) counted
+/// apart, and what a shopper blob holds, part by part.
+async fn memory_accounting(
+    url: &str,
+    store: &RedisStore,
+    p: &Processor,
+    shopper_ids: &[String],
+    delta: u64,
+) -> anyhow::Result<()> {
+    let ctx = p.context();
+    let shoppers = shopper_ids.len();
+    let product_keys: Vec<String> = ctx
+        .catalog
+        .products()
+        .iter()
+        .map(|x| ctx.keys.product(&x.id))
+        .collect();
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut pipe = redis::pipe();
+    for k in &product_keys {
+        pipe.cmd("MEMORY").arg("USAGE").arg(k).arg("SAMPLES").arg(0);
+    }
+    let usage: Vec<Option<u64>> = pipe.query_async(&mut conn).await?;
+    let products: u64 = usage.iter().flatten().sum();
+    let with_state = usage.iter().flatten().count();
+    let per_shopper = delta.saturating_sub(products) as f64 / shoppers as f64;
+    let gib = |b: f64| b / 1_073_741_824.0;
+    println!(
+        "redis used_memory: +{:.1} MiB = {:.1} MiB for {with_state} product keys (MEMORY USAGE) + {per_shopper:.0} B per shopper ({shoppers} shoppers)",
+        delta as f64 / 1_048_576.0,
+        products as f64 / 1_048_576.0,
+    );
+    println!(
+        "  → 1M shoppers: {:.3} GiB of shopper keys + {:.3} GiB of product keys = {:.3} GiB",
+        gib(per_shopper * 1e6),
+        gib(products as f64),
+        gib(per_shopper * 1e6 + products as f64)
+    );
+    let keys: Vec<String> = shopper_ids.iter().map(|id| ctx.keys.user(id)).collect();
+    let blobs = store.get(&keys).await?;
+    let mut parts: Vec<(&'static str, usize)> = Vec::new();
+    let mut total = 0usize;
+    for b in blobs.iter().flatten() {
+        total += b.len();
+        let state = features::state::user::UserState::decode(b, &ctx.vocab)?;
+        for (i, (name, n)) in state.encoded_parts(&ctx.vocab).into_iter().enumerate() {
+            match parts.get_mut(i) {
+                Some(e) => e.1 += n,
+                None => parts.push((name, n)),
+            }
+        }
+    }
+    let n = blobs.iter().flatten().count().max(1) as f64;
+    println!(
+        "  shopper blob: {:.0} B on average; by part:",
+        total as f64 / n
+    );
+    for (name, bytes) in parts {
+        println!("    {name:<40} {:>6.1} B", bytes as f64 / n);
+    }
+    Ok(())
+}
+
 fn quantile(h: &prometheus::Histogram, q: f64) -> f64 {
     use prometheus::core::Metric as _;
     let m = h.metric();
@@ -174,11 +239,13 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let (events, now) = simulate(args.users, args.days, args.max_events);
     let n = events.len();
-    let shoppers = events
+    let shopper_ids: Vec<String> = events
         .iter()
         .map(features::processor::state_id)
-        .collect::<std::collections::HashSet<_>>()
-        .len();
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let shoppers = shopper_ids.len();
     println!(
         "simulated {n} events of {shoppers} shoppers ({} users, {} days) in {:.1}s",
         args.users,
@@ -239,13 +306,15 @@ async fn main() -> anyhow::Result<()> {
     );
     let (rate, metrics) = features_phase(bus.clone(), p.clone(), &topic, n as u64).await?;
     let after = store.memory_bytes().await?;
-    let per_user = (after.saturating_sub(before)) as f64 / shoppers as f64;
     println!("redis store, all features:                  {rate:>10.0} events/s ({:.2}× baseline), {} CAS conflicts", rate / base, metrics.conflicts.get());
-    println!(
-        "redis used_memory: +{:.1} MiB for {shoppers} shoppers + products = {per_user:.0} B/shopper → {:.3} GiB per 1M shoppers",
-        (after - before) as f64 / 1048576.0,
-        per_user * 1e6 / 1073741824.0
-    );
+    memory_accounting(
+        &url,
+        store.as_ref(),
+        &p,
+        &shopper_ids,
+        after.saturating_sub(before),
+    )
+    .await?;
 
     if args.steady_rate > 0 {
         let total = (args.steady_rate * args.steady_secs) as usize;

@@ -506,9 +506,15 @@ fn serve(args: Args) -> anyhow::Result<()> {
             log: None,
         });
         seed_rules(&serving, &catalog).await?;
-        // Impressions go to an in-process bus, as in embedded mode.
-        let bus: Arc<dyn pipelines::bus::EventBus> =
-            Arc::new(pipelines::bus::memory::MemoryBus::new(Default::default()));
+        // Impressions go to an in-process bus standing in for Kafka: in a `serve --role serving` deployment
+        // they leave the process, so the bus keeps only 10,000 per partition here (the embedded default of
+        // 250,000 would count up to ~1M impressions in the server's RSS).
+        let bus: Arc<dyn pipelines::bus::EventBus> = Arc::new(
+            pipelines::bus::memory::MemoryBus::new(pipelines::bus::memory::MemoryBusConfig {
+                max_messages_per_partition: 10_000,
+                ..Default::default()
+            }),
+        );
         let token = CancellationToken::new();
         tokio::spawn(impressions::run(
             rx,

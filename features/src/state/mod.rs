@@ -6,11 +6,14 @@
 //! a crash, a rebalance or a replay from an older offset) changes nothing, blob by blob, without any
 //! cross-key transaction (Redis-Cluster safe).
 
+pub mod compact;
 pub mod product;
 pub mod user;
+mod user_v1;
 
 use crate::codec::{Reader, Writer};
 use crate::Result;
+use compact::Vocab;
 
 /// An input stream: topic index in the high 16 bits (0 = events, 1 = commerce), partition in the low 16.
 pub type StreamId = u32;
@@ -59,8 +62,10 @@ impl Fences {
     }
 }
 
-/// Blob format version, after the revision.
+/// Blob format version, after the revision: product blobs, and shopper blobs written before the compact encoding.
 pub(crate) const FORMAT_V1: u64 = 1;
+/// Shopper blobs with the compact encoding ([`compact`]: attribute codes, product-id numbers, relative times).
+pub(crate) const FORMAT_V2: u64 = 2;
 
 /// Reads the revision of a blob (0 for a missing one).
 pub fn revision_of(blob: Option<&[u8]>) -> u64 {
@@ -69,23 +74,23 @@ pub fn revision_of(blob: Option<&[u8]>) -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes the revision header (big-endian, so the store can compare the first 8 bytes as a string).
-pub(crate) fn write_header(w: &mut Writer, rev: u64) {
+/// Writes the revision header (big-endian, so the store can compare the first 8 bytes as a string) and format.
+pub(crate) fn write_header(w: &mut Writer, rev: u64, format: u64) {
     w.buf.extend_from_slice(&rev.to_be_bytes());
-    w.u64(FORMAT_V1);
+    w.u64(format);
 }
 
-/// Reads the header; returns the revision.
-pub(crate) fn read_header(r: &mut Reader<'_>) -> Result<u64> {
+/// Reads the header; returns the revision and the format, which must be one of `accepted`.
+pub(crate) fn read_header(r: &mut Reader<'_>, accepted: &[u64]) -> Result<(u64, u64)> {
     // `fixed_u64` reads little-endian; the header is big-endian.
     let rev = r.fixed_u64()?.swap_bytes();
     let v = r.u64()?;
-    if v != FORMAT_V1 {
+    if !accepted.contains(&v) {
         return Err(crate::Error::Internal(format!(
-            "feature blob format {v} is not supported (expected {FORMAT_V1})"
+            "feature blob format {v} is not supported (expected one of {accepted:?})"
         )));
     }
-    Ok(rev)
+    Ok((rev, v))
 }
 
 /// Exponential decay factor over `dt_ms` for a half-life of `half_life_ms`.
@@ -144,6 +149,30 @@ impl Decayed {
         }
     }
 
+    /// The compact form: reference time relative to `newest_ms`, names through `vocab`.
+    pub(crate) fn encode_compact(&self, w: &mut Writer, vocab: &Vocab, newest_ms: i64) {
+        w.i64(newest_ms - self.ref_ms);
+        w.usize(self.scores.len());
+        for (n, s) in &self.scores {
+            vocab.write(w, n);
+            w.f32(*s);
+        }
+    }
+
+    pub(crate) fn decode_compact(
+        r: &mut Reader<'_>,
+        vocab: &Vocab,
+        newest_ms: i64,
+    ) -> Result<Decayed> {
+        let ref_ms = newest_ms - r.i64()?;
+        let n = r.usize()?;
+        let mut scores = Vec::with_capacity(n);
+        for _ in 0..n {
+            scores.push((vocab.read(r)?, r.f32()?));
+        }
+        Ok(Decayed { ref_ms, scores })
+    }
+
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Decayed> {
         let ref_ms = r.i64()?;
         let n = r.usize()?;
@@ -169,26 +198,4 @@ pub(crate) fn push_recent(list: &mut Vec<(String, i64)>, id: &str, ts_ms: i64, c
     let pos = list.partition_point(|e| key(e) < key(&item));
     list.insert(pos, item);
     list.truncate(cap);
-}
-
-pub(crate) fn encode_recent(w: &mut Writer, list: &[(String, i64)]) {
-    w.usize(list.len());
-    let mut prev = 0i64;
-    for (id, ts) in list {
-        w.str(id);
-        w.i64(ts - prev);
-        prev = *ts;
-    }
-}
-
-pub(crate) fn decode_recent(r: &mut Reader<'_>) -> Result<Vec<(String, i64)>> {
-    let n = r.usize()?;
-    let mut v = Vec::with_capacity(n);
-    let mut prev = 0i64;
-    for _ in 0..n {
-        let id = r.string()?;
-        prev += r.i64()?;
-        v.push((id, prev));
-    }
-    Ok(v)
 }

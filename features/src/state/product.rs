@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{read_header, write_header, Decayed, Fences, StreamId};
+use super::{read_header, write_header, Decayed, Fences, StreamId, FORMAT_V1};
 use crate::codec::{Reader, Writer};
 use crate::windows::{Counters, Kind};
 use crate::{Context, Result};
@@ -193,7 +193,7 @@ impl ProductState {
     /// Encodes the blob with revision `rev`.
     pub fn encode(&self, rev: u64) -> Vec<u8> {
         let mut w = Writer::default();
-        write_header(&mut w, rev);
+        write_header(&mut w, rev, FORMAT_V1);
         self.fences.encode(&mut w);
         w.i64(self.newest_ms);
         self.counts.encode(&mut w);
@@ -220,7 +220,7 @@ impl ProductState {
     /// Decodes a blob written by [`ProductState::encode`].
     pub fn decode(blob: &[u8]) -> Result<ProductState> {
         let mut r = Reader::new(blob);
-        let rev = read_header(&mut r)?;
+        let (rev, _) = read_header(&mut r, &[FORMAT_V1])?;
         let fences = Fences::decode(&mut r)?;
         let newest_ms = r.i64()?;
         let counts = Counters::decode(&mut r)?;

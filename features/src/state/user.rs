@@ -7,8 +7,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use pipelines::event::{Event, Properties};
 use serde::Serialize;
 
+use super::compact::{read_recent, write_recent, Vocab};
 use super::{
-    decode_recent, encode_recent, push_recent, read_header, write_header, Decayed, Fences, StreamId,
+    push_recent, read_header, write_header, Decayed, Fences, StreamId, FORMAT_V1, FORMAT_V2,
 };
 use crate::attrs::{attrs, eur_per_unit};
 use crate::codec::{Reader, Writer};
@@ -50,28 +51,24 @@ pub struct UserState {
     pub affinity: [Decayed; 4],
     /// `(category, size, count)` of sizes put in the cart or bought.
     pub sizes: Vec<(String, String, u32)>,
-    /// `(fingerprint, position, ts)` of the event ids applied recently; see [`UserState::is_duplicate`].
-    pub recent_ids: Vec<(u64, u64, i64)>,
+    /// `(fingerprint, ts)` of the event ids applied recently, `ts` in whole seconds (as ms); see
+    /// [`UserState::is_duplicate`].
+    pub recent_ids: Vec<(u64, i64)>,
 }
 
-/// 64-bit fingerprint of an event id.
+/// 48-bit fingerprint of an event id. With at most `dedup_max_ids` (64) remembered per shopper, a new event is
+/// mistaken for a re-sent one with probability 64 / 2⁴⁸ ≈ 2·10⁻¹³.
 pub fn fingerprint(id: &uuid::Uuid) -> u64 {
     let (hi, lo) = id.as_u64_pair();
-    hi ^ lo.rotate_left(17)
-}
-
-/// Position of a message: stream in the high 16 bits, offset below (offsets stay far under 2⁴⁸).
-pub fn position(stream: StreamId, offset: u64) -> u64 {
-    (u64::from(stream) << 48) | (offset & 0xffff_ffff_ffff)
+    (hi ^ lo.rotate_left(17)) & 0xffff_ffff_ffff
 }
 
 impl UserState {
-    /// True when another copy of this event id (at a different position) has been applied: a producer re-send
-    /// or a client retry. A redelivery of the applied copy itself is caught by the fences, not here.
-    pub fn is_duplicate(&self, fp: u64, pos: u64) -> bool {
-        self.recent_ids
-            .iter()
-            .any(|(f, p, _)| *f == fp && *p != pos)
+    /// True when a copy of this event id has been applied: a producer re-send or a client retry, which sits at
+    /// another position on the bus. (A redelivery of the applied copy itself is caught by the fences, which the
+    /// caller checks first, so the position is not needed here.)
+    pub fn is_duplicate(&self, fp: u64) -> bool {
+        self.recent_ids.iter().any(|(f, _)| *f == fp)
     }
 
     /// Applies one event (the caller has checked fences and duplicates).
@@ -145,15 +142,16 @@ impl UserState {
     }
 
     /// Remembers that the event was applied (for duplicate detection), pruning ids older than the horizon.
-    pub fn remember(&mut self, fp: u64, pos: u64, ts_ms: i64, ctx: &Context) {
+    pub fn remember(&mut self, fp: u64, ts_ms: i64, ctx: &Context) {
         let horizon = ctx.config.dedup_horizon_minutes * 60_000;
-        self.recent_ids.push((fp, pos, ts_ms));
+        // Whole seconds are enough to age ids out, and encode in a byte or two.
+        self.recent_ids.push((fp, ts_ms.div_euclid(1000) * 1000));
         let oldest = self.last_seen_ms - horizon;
-        self.recent_ids.retain(|(_, _, t)| *t >= oldest);
+        self.recent_ids.retain(|(_, t)| *t >= oldest);
         let cap = ctx.config.dedup_max_ids;
         if self.recent_ids.len() > cap {
             self.recent_ids
-                .sort_by_key(|(f, p, t)| (std::cmp::Reverse(*t), *p, *f));
+                .sort_by_key(|(f, t)| (std::cmp::Reverse(*t), *f));
             self.recent_ids.truncate(cap);
         }
     }
@@ -285,81 +283,127 @@ impl UserState {
         }
     }
 
-    /// Encodes the blob with revision `rev`.
-    pub fn encode(&self, rev: u64) -> Vec<u8> {
+    /// Encodes the blob with revision `rev` (format 2: every time relative to `last_seen_ms`, attribute names as
+    /// `vocab` codes, product ids as numbers; see [`super::compact`]).
+    pub fn encode(&self, rev: u64, vocab: &Vocab) -> Vec<u8> {
+        self.encode_marked(rev, vocab, &mut |_, _| {})
+    }
+
+    /// Bytes per part of the encoded blob, in blob order (for the memory budget's accounting).
+    pub fn encoded_parts(&self, vocab: &Vocab) -> Vec<(&'static str, usize)> {
+        let mut marks = Vec::new();
+        let blob = self.encode_marked(0, vocab, &mut |part, end| marks.push((part, end)));
+        let mut start = 0;
+        let mut out: Vec<(&'static str, usize)> = marks
+            .into_iter()
+            .map(|(part, end)| {
+                let n = end - start;
+                start = end;
+                (part, n)
+            })
+            .collect();
+        out.push(("recent event ids", blob.len() - start));
+        out
+    }
+
+    fn encode_marked(
+        &self,
+        rev: u64,
+        vocab: &Vocab,
+        mark: &mut dyn FnMut(&'static str, usize),
+    ) -> Vec<u8> {
         let mut w = Writer::default();
-        write_header(&mut w, rev);
+        let newest = self.last_seen_ms;
+        write_header(&mut w, rev, FORMAT_V2);
         self.fences.encode(&mut w);
+        mark("header and fences", w.buf.len());
         w.i64(self.first_seen_ms);
-        w.i64(self.last_seen_ms - self.first_seen_ms);
-        w.i64(self.last_purchase_ms.map_or(-1, |t| self.last_seen_ms - t));
-        w.opt_str(self.device.as_deref());
-        w.opt_str(self.market.as_deref());
-        w.i64(self.last_seen_ms - self.env_ms);
-        self.counts.encode(&mut w);
+        w.i64(newest - self.first_seen_ms);
+        w.i64(self.last_purchase_ms.map_or(-1, |t| newest - t));
+        vocab.write_opt(&mut w, self.device.as_deref());
+        vocab.write_opt(&mut w, self.market.as_deref());
+        w.i64(newest - self.env_ms);
         self.totals.iter().for_each(|t| w.u64(*t));
         w.u64(u64::from(self.orders));
         w.i64(self.monetary_cents);
-        encode_recent(&mut w, &self.viewed);
-        encode_recent(&mut w, &self.purchased);
-        self.affinity.iter().for_each(|a| a.encode(&mut w));
+        mark("times, device, market, totals, RFM", w.buf.len());
+        self.counts.encode_at(&mut w, Some(newest));
+        mark("windowed counts", w.buf.len());
+        write_recent(&mut w, &self.viewed, newest);
+        mark("last viewed", w.buf.len());
+        write_recent(&mut w, &self.purchased, newest);
+        mark("last purchased", w.buf.len());
+        for a in &self.affinity {
+            a.encode_compact(&mut w, vocab, newest);
+        }
+        mark("affinities", w.buf.len());
         w.usize(self.sizes.len());
         for (c, s, n) in &self.sizes {
-            w.str(c);
-            w.str(s);
+            vocab.write(&mut w, c);
+            vocab.write(&mut w, s);
             w.u64(u64::from(*n));
         }
+        mark("sizes", w.buf.len());
+        // Times in whole seconds (see `remember`), each from the one before, the first from the newest event.
         w.usize(self.recent_ids.len());
-        for (f, p, t) in &self.recent_ids {
-            w.fixed_u64(*f);
-            w.u64(*p);
-            w.i64(self.last_seen_ms - t);
+        let mut prev = newest.div_euclid(1000);
+        for (f, t) in &self.recent_ids {
+            let t = t.div_euclid(1000);
+            w.fixed_u48(*f);
+            w.i64(prev - t);
+            prev = t;
         }
         w.buf
     }
 
-    /// Decodes a blob written by [`UserState::encode`].
-    pub fn decode(blob: &[u8]) -> Result<UserState> {
+    /// Decodes a blob written by [`UserState::encode`], or by the format-1 encoder of earlier releases.
+    pub fn decode(blob: &[u8], vocab: &Vocab) -> Result<UserState> {
         let mut r = Reader::new(blob);
-        let rev = read_header(&mut r)?;
+        let (rev, format) = read_header(&mut r, &[FORMAT_V1, FORMAT_V2])?;
+        if format == FORMAT_V1 {
+            return super::user_v1::decode(&mut r, rev);
+        }
         let fences = Fences::decode(&mut r)?;
         let first_seen_ms = r.i64()?;
-        let last_seen_ms = first_seen_ms + r.i64()?;
+        let newest = first_seen_ms + r.i64()?;
         let lp = r.i64()?;
-        let last_purchase_ms = (lp >= 0).then(|| last_seen_ms - lp);
-        let device = r.opt_string()?;
-        let market = r.opt_string()?;
-        let env_ms = last_seen_ms - r.i64()?;
-        let counts = Counters::decode(&mut r)?;
+        let last_purchase_ms = (lp >= 0).then(|| newest - lp);
+        let device = vocab.read_opt(&mut r)?;
+        let market = vocab.read_opt(&mut r)?;
+        let env_ms = newest - r.i64()?;
         let mut totals = [0u64; 4];
         for t in &mut totals {
             *t = r.u64()?;
         }
         let orders = r.u64()? as u32;
         let monetary_cents = r.i64()?;
-        let viewed = decode_recent(&mut r)?;
-        let purchased = decode_recent(&mut r)?;
+        let counts = Counters::decode_at(&mut r, Some(newest))?;
+        let viewed = read_recent(&mut r, newest)?;
+        let purchased = read_recent(&mut r, newest)?;
         let affinity = [
-            Decayed::decode(&mut r)?,
-            Decayed::decode(&mut r)?,
-            Decayed::decode(&mut r)?,
-            Decayed::decode(&mut r)?,
+            Decayed::decode_compact(&mut r, vocab, newest)?,
+            Decayed::decode_compact(&mut r, vocab, newest)?,
+            Decayed::decode_compact(&mut r, vocab, newest)?,
+            Decayed::decode_compact(&mut r, vocab, newest)?,
         ];
         let n = r.usize()?;
         let mut sizes = Vec::with_capacity(n);
         for _ in 0..n {
-            sizes.push((r.string()?, r.string()?, r.u64()? as u32));
+            sizes.push((vocab.read(&mut r)?, vocab.read(&mut r)?, r.u64()? as u32));
         }
         let n = r.usize()?;
         let mut recent_ids = Vec::with_capacity(n);
+        let mut prev = newest.div_euclid(1000);
         for _ in 0..n {
-            recent_ids.push((r.fixed_u64()?, r.u64()?, last_seen_ms - r.i64()?));
+            let f = r.fixed_u48()?;
+            prev -= r.i64()?;
+            recent_ids.push((f, prev * 1000));
         }
         Ok(UserState {
             rev,
             fences,
             first_seen_ms,
-            last_seen_ms,
+            last_seen_ms: newest,
             last_purchase_ms,
             device,
             market,

@@ -137,7 +137,11 @@ pub async fn snapshot(
         .iter()
         .zip(blobs)
         .map(|(id, b)| {
-            let s = UserState::decode(&b.unwrap_or_else(|| panic!("no state for {id}"))).unwrap();
+            let s = UserState::decode(
+                &b.unwrap_or_else(|| panic!("no state for {id}")),
+                &ctx.vocab,
+            )
+            .unwrap();
             serde_json::to_value(s.features(id, now, ctx)).unwrap()
         })
         .collect();

@@ -376,16 +376,10 @@ impl Serving {
         if filters.size.is_some() && !pins.is_empty() {
             filters.read_views(self.lookups(), pins.into_iter()).await;
         }
-        let popularity = |p: &str| -> f64 {
-            model
-                .as_deref()
-                .and_then(|m| {
-                    m.model
-                        .items
-                        .get(p)
-                        .map(|i| f64::from(m.model.popularity[i as usize]))
-                })
-                .unwrap_or(0.0)
+        let popularity = |p: &str| -> f64 { model.as_deref().map_or(0.0, |m| m.popularity(p)) };
+        let ranking = |c: &str| match model.as_deref() {
+            Some(m) => m.collection_ranking(&catalog, c),
+            None => engine::rank_collection(&catalog, c, &popularity),
         };
         let leftovers: Vec<Candidate> = list.iter().skip(req.n).cloned().collect();
         let (mut after, mut applied) = {
@@ -394,6 +388,7 @@ impl Serving {
                 catalog: &catalog,
                 eligible: &eligible,
                 popularity: &popularity,
+                ranking: Some(&ranking),
             };
             engine::apply(rules, &ctx, &inputs, list, req.n)
         };

@@ -8,6 +8,7 @@
 //! short strings) per effect, i.e. per (action, matched item) pair.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use pipelines::catalog::Catalog;
@@ -52,6 +53,33 @@ pub struct Inputs<'a> {
     /// Ranking score for products outside the candidates (popularity), used to choose a collection's top
     /// items.
     pub popularity: &'a (dyn Fn(&str) -> f64 + Sync),
+    /// A collection's catalogue members already ranked by that popularity ([`rank_collection`]), when the
+    /// caller keeps them (serving caches them per model); `None` ranks from `popularity` on each use.
+    pub ranking: Option<&'a Ranking<'a>>,
+}
+
+/// A collection id → its catalogue members ranked by popularity (see [`Inputs::ranking`]).
+pub type Ranking<'a> = dyn Fn(&str) -> Arc<[u32]> + Sync + 'a;
+
+/// The catalogue indices of `collection`'s products, best first by `popularity` (NaN last, ties by id).
+pub fn rank_collection(
+    catalog: &Catalog,
+    collection: &str,
+    popularity: &dyn Fn(&str) -> f64,
+) -> Arc<[u32]> {
+    let mut m: Vec<(f64, &str, u32)> = catalog
+        .products()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.collection_id == collection)
+        .map(|(i, p)| {
+            let s = popularity(&p.id);
+            let s = if s.is_nan() { f64::NEG_INFINITY } else { s };
+            (s, p.id.as_str(), i as u32)
+        })
+        .collect();
+    m.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    m.into_iter().map(|(_, _, i)| i).collect()
 }
 
 /// One effect of one rule action on one product (the "why" of a list, for merchandisers).
@@ -463,31 +491,18 @@ impl<'x> PinState<'x> {
         known && (self.inputs.eligible)(id)
     }
 
-    /// Catalogue products of `collection` that are not in the list, by popularity (best first, ties by id).
-    fn catalogue_members(&self, collection: &str) -> Vec<&'x str> {
-        let popularity = self.inputs.popularity;
-        let mut m: Vec<(f64, &'x str)> = self
-            .inputs
-            .catalog
-            .products()
-            .iter()
-            .filter(|p| p.collection_id == collection)
-            .filter(|p| {
-                !self
-                    .index
-                    .get(p.id.as_str())
-                    .is_some_and(|(_, in_list)| *in_list)
-            })
-            .map(|p| {
-                let s = popularity(&p.id);
-                (
-                    if s.is_nan() { f64::NEG_INFINITY } else { s },
-                    p.id.as_str(),
-                )
-            })
-            .collect();
-        m.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-        m.into_iter().map(|(_, id)| id).collect()
+    /// `collection`'s catalogue members, best first by popularity (those in the list are skipped as they are
+    /// reached: see [`Fill::peek`]).
+    fn catalogue_members(&self, collection: &str) -> Arc<[u32]> {
+        match self.inputs.ranking {
+            Some(rank) => rank(collection),
+            None => rank_collection(self.inputs.catalog, collection, self.inputs.popularity),
+        }
+    }
+
+    /// Whether `id` is still in the list.
+    fn in_list(&self, id: &str) -> bool {
+        self.index.get(id).is_some_and(|(_, in_list)| *in_list)
     }
 
     /// Decides the pins, highest-priority rule first: slot `i` holds the product pinned at position `i + 1`.
@@ -572,11 +587,12 @@ impl<'x> PinState<'x> {
     }
 }
 
-/// A collection's items in pin order: its members in the list, then (computed only when needed) the
-/// others from the catalogue by popularity.
+/// A collection's items in pin order: its members in the list, then (read only when needed, and only as far as
+/// needed) its other catalogue members by popularity.
 struct Fill<'x> {
     list: Vec<&'x str>,
-    more: Option<Vec<&'x str>>,
+    more: Option<Arc<[u32]>>,
+    /// Position in `list` and then in `more`.
     i: usize,
 }
 
@@ -595,7 +611,19 @@ impl<'x> Fill<'x> {
                     let more = self
                         .more
                         .get_or_insert_with(|| state.catalogue_members(collection));
-                    *more.get(self.i - self.list.len())?
+                    let at = *more.get(self.i - self.list.len())?;
+                    let id = state
+                        .inputs
+                        .catalog
+                        .products()
+                        .get(at as usize)?
+                        .id
+                        .as_str();
+                    if state.in_list(id) {
+                        self.i += 1;
+                        continue;
+                    }
+                    id
                 }
             };
             if !pinned.contains(id) && state.allowed(id) {

@@ -89,13 +89,23 @@ fn run(
         catalog: &catalog,
         eligible: &|id: &str| id != "P09",
         popularity: &popularity,
+        ranking: None,
     };
     let candidates = scores.iter().map(|(id, s)| Candidate {
         product_id: id.to_string(),
         score: *s,
         reasons: vec!["model".into()],
     });
-    let (out, applied) = with_ctx(|ctx| apply(rules, ctx, &inputs, candidates.collect(), n));
+    let (out, applied) =
+        with_ctx(|ctx| apply(rules, ctx, &inputs, candidates.clone().collect(), n));
+    // Rankings kept by the caller (as serving keeps them per model) give the same answer.
+    let ranking = |c: &str| super::rank_collection(&catalog, c, &popularity);
+    let ranked = Inputs {
+        ranking: Some(&ranking),
+        ..inputs
+    };
+    let again = with_ctx(|ctx| apply(rules, ctx, &ranked, candidates.collect(), n));
+    assert_eq!(again, (out.clone(), applied.clone()), "with a kept ranking");
     let pos = |p: Option<usize>| p.map_or("-".to_string(), |p| p.to_string());
     let effects = applied.iter().map(|a| {
         format!(
@@ -221,6 +231,7 @@ fn quota_keeps_the_smallest_max() {
             catalog: &catalog(),
             eligible: &|_: &str| true,
             popularity: &|_: &str| 0.0,
+            ranking: None,
         };
         let c = SIX.iter().map(|(id, s)| Candidate {
             product_id: id.to_string(),
