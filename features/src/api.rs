@@ -21,7 +21,7 @@ use pipelines::log::EventLog;
 use crate::processor::Processor;
 use crate::segment::{ClusterModel, RULE_SEGMENTS};
 use crate::state::product::ProductState;
-use crate::state::user::{UserFeatures, UserState};
+use crate::state::user::UserFeatures;
 use crate::Error;
 
 /// How long a loaded cluster model is reused before re-reading the store (a new model is live within this).
@@ -87,7 +87,7 @@ impl FeaturesApi {
         let Some((blob, kind)) = found else {
             return Ok(None);
         };
-        let state = UserState::decode(&blob, &ctx.vocab)?;
+        let state = self.processor.decode_user(&blob).await?;
         let mut f = state.features(&format!("{kind}{id}"), Utc::now(), ctx);
         if let Some(model) = self.cluster_model().await? {
             f.cluster = Some(model.assign(&f, &ctx.categories()));

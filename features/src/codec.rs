@@ -42,6 +42,11 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_le_bytes()[..6]);
     }
 
+    /// The low 24 bits of `v`, little-endian.
+    pub(crate) fn fixed_u24(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes()[..3]);
+    }
+
     pub(crate) fn str(&mut self, s: &str) {
         self.usize(s.len());
         self.buf.extend_from_slice(s.as_bytes());
@@ -142,6 +147,11 @@ impl<'a> Reader<'a> {
     }
 
     /// 48-bit little-endian fixed-width value.
+    pub(crate) fn fixed_u24(&mut self) -> Result<u32> {
+        let b = self.take(3, "u24")?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], 0]))
+    }
+
     pub(crate) fn fixed_u48(&mut self) -> Result<u64> {
         let b = self.take(6, "u48")?;
         let mut a = [0u8; 8];
@@ -156,7 +166,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }

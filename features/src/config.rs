@@ -31,7 +31,7 @@ pub struct FeaturesConfig {
     /// Shopper state expires after this many days without any event (Redis TTL; memory bound).
     pub user_ttl_days: u64,
     /// Event ids remembered per shopper for duplicate detection: those within this many minutes of the shopper's
-    /// newest event…
+    /// newest event, kept under their own key that expires this many minutes after the shopper's last write…
     pub dedup_horizon_minutes: i64,
     /// …and at most this many.
     pub dedup_max_ids: usize,

@@ -40,19 +40,15 @@ pub struct Context {
     pub catalog: Arc<Catalog>,
     pub config: FeaturesConfig,
     pub keys: store::Keys,
-    /// Attribute names written as codes in shopper blobs ([`state::compact`]), built from the catalogue.
-    pub vocab: state::compact::Vocab,
 }
 
 impl Context {
     pub fn new(catalog: Arc<Catalog>, config: FeaturesConfig) -> Context {
         let keys = store::Keys::new(&config.key_prefix);
-        let vocab = state::compact::Vocab::from_catalog(&catalog);
         Context {
             catalog,
             config,
             keys,
-            vocab,
         }
     }
 

@@ -87,10 +87,11 @@ impl Replay {
         let ids: Vec<String> = self.users.iter().cloned().collect();
         let keys: Vec<String> = ids.iter().map(|id| ctx.keys.user(id)).collect();
         let blobs = self.processor.store().get(&keys).await?;
+        let dict = self.processor.dict().await?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, blob) in ids.iter().zip(blobs) {
             if let Some(b) = blob {
-                out.push(UserState::decode(&b, &ctx.vocab)?.features(id, as_of, ctx));
+                out.push(UserState::decode(&b, &dict)?.features(id, as_of, ctx));
             }
         }
         Ok(out)
@@ -316,12 +317,14 @@ pub async fn verify(
         events: replayed.events,
         ..VerifyReport::default()
     };
+    // Each store has its own name dictionary (the same list when both were filled from one catalogue).
+    let dicts = [online.dict().await?, replayed.processor.dict().await?];
     let (online, expected) = (online.store().as_ref(), replayed.processor.store().as_ref());
     let ids: Vec<String> = replayed.users.iter().cloned().collect();
     let keys: Vec<String> = ids.iter().map(|i| ctx.keys.user(i)).collect();
-    let user = |id: &str, b: &[u8]| -> Result<serde_json::Value> {
+    let user = |side: usize, id: &str, b: &[u8]| -> Result<serde_json::Value> {
         Ok(
-            serde_json::to_value(UserState::decode(b, &ctx.vocab)?.features(id, as_of, &ctx))
+            serde_json::to_value(UserState::decode(b, &dicts[side])?.features(id, as_of, &ctx))
                 .unwrap_or_default(),
         )
     };
@@ -329,7 +332,7 @@ pub async fn verify(
         compare_blobs(online, expected, "user", &ids, &keys, user, &mut report).await?;
     let ids = expected.members(&ctx.keys.product_index()).await?;
     let keys: Vec<String> = ids.iter().map(|p| ctx.keys.product(p)).collect();
-    let product = |id: &str, b: &[u8]| -> Result<serde_json::Value> {
+    let product = |_side: usize, id: &str, b: &[u8]| -> Result<serde_json::Value> {
         Ok(
             serde_json::to_value(ProductState::decode(b)?.features(id, as_of, &ctx))
                 .unwrap_or_default(),
@@ -357,14 +360,15 @@ impl VerifyReport {
     }
 }
 
-/// Compares the features of the blobs under `keys` in two stores; returns how many the recomputation has.
+/// Compares the features of the blobs under `keys` in two stores (`features` gets 0 for a blob of `online`, 1
+/// for one of `expected`); returns how many the recomputation has.
 async fn compare_blobs(
     online: &dyn FeatureStore,
     expected: &dyn FeatureStore,
     kind: &str,
     ids: &[String],
     keys: &[String],
-    features: impl Fn(&str, &[u8]) -> Result<serde_json::Value>,
+    features: impl Fn(usize, &str, &[u8]) -> Result<serde_json::Value>,
     report: &mut VerifyReport,
 ) -> Result<usize> {
     let got = online.get(keys).await?;
@@ -373,10 +377,10 @@ async fn compare_blobs(
     for ((id, got), want) in ids.iter().zip(got).zip(want) {
         let Some(want) = want else { continue };
         checked += 1;
-        let want = features(id, &want)?;
+        let want = features(1, id, &want)?;
         let mismatch = match got {
             None => Some(format!("{kind} {id}: missing online")),
-            Some(got) => diff(&features(id, &got)?, &want, &format!("{kind} {id}")),
+            Some(got) => diff(&features(0, id, &got)?, &want, &format!("{kind} {id}")),
         };
         if let Some(m) = mismatch {
             report.note(m);

@@ -1,10 +1,10 @@
 //! Applies a batch of bus messages to the feature store, exactly once in effect.
 //!
-//! Per batch: read every touched shopper blob (one round trip), walk the messages in bus order computing each
-//! shopper's new state and the effects on products, write the product blobs (compare-and-set, one round trip, re-read
-//! and re-applied on conflict), then the shopper blobs. Each blob skips messages its fences already cover, and a
-//! shopper's recent event ids catch re-sent copies of an event at another offset, so any redelivery, replay or
-//! duplicate changes nothing. Products are written before shoppers so that, after a crash between the two, the
+//! Per batch: read every touched shopper blob and its recent event ids (one round trip), walk the messages in bus
+//! order computing each shopper's new state and the effects on products, write the product blobs (compare-and-set,
+//! one round trip, re-read and re-applied on conflict), then the shopper blobs, each with its ids in the same atomic
+//! step. Each blob skips messages its fences already cover, and a shopper's recent event ids catch re-sent copies
+//! of an event at another offset, so any redelivery, replay or duplicate changes nothing. Products are written before shoppers so that, after a crash between the two, the
 //! redelivered messages meet the same shopper state and recompute the same product effects.
 
 use std::collections::{HashMap, HashSet};
@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use pipelines::event::{Event, Properties};
 
+use crate::state::dict::{Dict, DictCell};
 use crate::state::product::{Effect, ProductState, StockLevel, POP_CART, POP_PURCHASE, POP_VIEW};
 use crate::state::user::{fingerprint, UserState};
 use crate::state::{revision_of, StreamId};
-use crate::store::{CasWrite, FeatureStore};
+use crate::store::{CasWrite, FeatureStore, SideWrite};
 use crate::windows::Kind;
 use crate::{Context, Error, Result};
 
@@ -74,6 +75,8 @@ pub struct Processor {
     /// Product ids this process has added to the product index (bounded by [`INDEXED_CACHE_MAX`]; cleared when
     /// full, which only costs re-adding ids the store already has).
     indexed: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// The store's name dictionary (loaded before the first read or write of a shopper blob).
+    dict: Arc<DictCell>,
 }
 
 /// Bound of the per-process cache of indexed product ids (a catalogue is far smaller).
@@ -87,7 +90,39 @@ impl Processor {
             ctx,
             store,
             indexed: Arc::default(),
+            dict: Arc::default(),
         }
+    }
+
+    /// The store's name dictionary, loaded on first use with the catalogue's missing names appended.
+    pub async fn dict(&self) -> Result<Arc<Dict>> {
+        self.dict
+            .get(
+                self.store.as_ref(),
+                &self.ctx.keys.dict(),
+                &self.ctx.catalog,
+            )
+            .await
+    }
+
+    /// Decodes a shopper blob of this store (reloading the dictionary once when the blob names a code this
+    /// process has not seen: another process appended it).
+    pub async fn decode_user(&self, blob: &[u8]) -> Result<UserState> {
+        let dict = self.dict().await?;
+        let misses = dict.misses();
+        let state = UserState::decode(blob, &dict)?;
+        if dict.misses() == misses {
+            return Ok(state);
+        }
+        let newer = self
+            .dict
+            .reload(
+                self.store.as_ref(),
+                &self.ctx.keys.dict(),
+                &self.ctx.catalog,
+            )
+            .await?;
+        UserState::decode(blob, &newer)
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -171,15 +206,24 @@ impl Processor {
         true
     }
 
+    /// Each shopper's blob and recent event ids (one round trip).
     async fn load_users(&self, ids: &[String]) -> Result<HashMap<String, UserState>> {
-        let keys: Vec<String> = ids.iter().map(|id| self.ctx.keys.user(id)).collect();
-        let blobs = self.store.get(&keys).await?;
+        let keys: Vec<String> = ids
+            .iter()
+            .flat_map(|id| [self.ctx.keys.user(id), self.ctx.keys.recent_ids(id)])
+            .collect();
+        let mut blobs = self.store.get(&keys).await?.into_iter();
         let mut out = HashMap::with_capacity(ids.len());
-        for (id, blob) in ids.iter().zip(blobs) {
-            let state = match blob {
-                Some(b) => UserState::decode(&b, &self.ctx.vocab)?,
+        for id in ids {
+            let (blob, recent) = (blobs.next().flatten(), blobs.next().flatten());
+            let mut state = match blob {
+                Some(b) => self.decode_user(&b).await?,
                 None => UserState::default(),
             };
+            // A blob of an older format carries its ids; from format 3 on they are under their own key.
+            if let Some(r) = recent {
+                state.recent_ids = UserState::decode_recent_ids(&r)?;
+            }
             out.insert(id.clone(), state);
         }
         Ok(out)
@@ -247,6 +291,7 @@ impl Processor {
                         expected_rev: rev,
                         blob: state.encode(rev + 1),
                         ttl: None,
+                        side: None,
                     },
                 ));
             }
@@ -279,6 +324,12 @@ impl Processor {
         stats: &mut BatchStats,
     ) -> Result<u64> {
         let ttl = Some(Duration::from_secs(self.ctx.config.user_ttl_days * 86_400));
+        // The ids expire with the dedup horizon, counted from the shopper's last write: copies of an event
+        // arrive within minutes of it, and a shopper who went quiet then stops paying for them.
+        let ids_ttl = Duration::from_secs(
+            u64::try_from(self.ctx.config.dedup_horizon_minutes.max(0)).unwrap_or(0) * 60,
+        );
+        let dict = self.dict().await?;
         let mut written = 0;
         for _ in 0..MAX_CAS_ROUNDS {
             if dirty.is_empty() {
@@ -292,8 +343,13 @@ impl Processor {
                     CasWrite {
                         key: self.ctx.keys.user(id),
                         expected_rev: s.rev,
-                        blob: s.encode(s.rev + 1, &self.ctx.vocab),
+                        blob: s.encode(s.rev + 1, &dict),
                         ttl,
+                        side: Some(SideWrite {
+                            key: self.ctx.keys.recent_ids(id),
+                            value: s.encode_recent_ids(),
+                            ttl: ids_ttl,
+                        }),
                     }
                 })
                 .collect();

@@ -111,16 +111,7 @@ impl Counter {
     /// bucket of `newest_ms` (a byte or two instead of an absolute bucket number); without, absolutely.
     pub(crate) fn encode_at(&self, w: &mut Writer, newest_ms: Option<i64>) {
         for (g, v) in self.grids.iter().enumerate() {
-            w.usize(v.len());
-            let mut prev = 0i64;
-            for (i, (b, c)) in v.iter().enumerate() {
-                match (i, newest_ms) {
-                    (0, Some(t)) => w.i64(t.div_euclid(GRIDS[g].width_ms) - b),
-                    _ => w.i64(b - prev),
-                }
-                prev = *b;
-                w.u64(u64::from(*c));
-            }
+            encode_grid(w, g, v, newest_ms);
         }
     }
 
@@ -128,18 +119,41 @@ impl Counter {
     pub(crate) fn decode_at(r: &mut Reader<'_>, newest_ms: Option<i64>) -> Result<Counter> {
         let mut out = Counter::default();
         for (g, v) in out.grids.iter_mut().enumerate() {
-            let n = r.usize()?;
-            let mut prev = 0i64;
-            for i in 0..n {
-                prev = match (i, newest_ms) {
-                    (0, Some(t)) => t.div_euclid(GRIDS[g].width_ms) - r.i64()?,
-                    _ => prev + r.i64()?,
-                };
-                v.push((prev, r.u64()? as u32));
-            }
+            *v = decode_grid(r, g, newest_ms)?;
         }
         Ok(out)
     }
+}
+
+/// One grid's buckets: their number, then each as a difference (the first from `newest_ms`'s bucket when given).
+fn encode_grid(w: &mut Writer, g: usize, v: &[(i64, u32)], newest_ms: Option<i64>) {
+    w.usize(v.len());
+    let mut prev = 0i64;
+    for (i, (b, c)) in v.iter().enumerate() {
+        match (i, newest_ms) {
+            (0, Some(t)) => w.i64(t.div_euclid(GRIDS[g].width_ms) - b),
+            _ => w.i64(b - prev),
+        }
+        prev = *b;
+        w.u64(u64::from(*c));
+    }
+}
+
+fn decode_grid(r: &mut Reader<'_>, g: usize, newest_ms: Option<i64>) -> Result<Vec<(i64, u32)>> {
+    let n = r.usize()?;
+    if n > 64 {
+        return Err(r.corrupt("bucket count"));
+    }
+    let mut v = Vec::with_capacity(n);
+    let mut prev = 0i64;
+    for i in 0..n {
+        prev = match (i, newest_ms) {
+            (0, Some(t)) => t.div_euclid(GRIDS[g].width_ms) - r.i64()?,
+            _ => prev + r.i64()?,
+        };
+        v.push((prev, r.u64()? as u32));
+    }
+    Ok(v)
 }
 
 /// One [`Counter`] per [`Kind`].
@@ -184,6 +198,44 @@ impl Counters {
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Counters> {
         Counters::decode_at(r, None)
+    }
+
+    /// The shopper form (format 3): a bit mask of the non-empty (kind, grid) lists, then only those, each
+    /// relative to `newest_ms` (most shoppers never return anything: their empty lists cost nothing).
+    pub(crate) fn encode_masked(&self, w: &mut Writer, newest_ms: i64) {
+        let mut mask = 0u64;
+        for (k, c) in self.0.iter().enumerate() {
+            for (g, v) in c.grids.iter().enumerate() {
+                if !v.is_empty() {
+                    mask |= 1 << (k * 3 + g);
+                }
+            }
+        }
+        w.u64(mask);
+        for c in &self.0 {
+            for (g, v) in c.grids.iter().enumerate() {
+                if !v.is_empty() {
+                    encode_grid(w, g, v, Some(newest_ms));
+                }
+            }
+        }
+    }
+
+    /// Reads what [`Counters::encode_masked`] wrote with the same `newest_ms`.
+    pub(crate) fn decode_masked(r: &mut Reader<'_>, newest_ms: i64) -> Result<Counters> {
+        let mask = r.u64()?;
+        if mask >> 12 != 0 {
+            return Err(r.corrupt("window mask"));
+        }
+        let mut out = Counters::default();
+        for (k, c) in out.0.iter_mut().enumerate() {
+            for (g, v) in c.grids.iter_mut().enumerate() {
+                if mask & (1 << (k * 3 + g)) != 0 {
+                    *v = decode_grid(r, g, Some(newest_ms))?;
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(crate) fn decode_at(r: &mut Reader<'_>, newest_ms: Option<i64>) -> Result<Counters> {

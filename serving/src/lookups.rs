@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use features::processor::Processor;
 use features::state::product::ProductState;
-use features::state::user::UserState;
 
 use crate::{Error, Result};
 
@@ -105,7 +104,12 @@ impl Lookups {
         let Some(blob) = blobs.into_iter().flatten().next() else {
             return Ok(None);
         };
-        let state = UserState::decode(&blob, &ctx.vocab)?;
+        // The first read loads the store's name dictionary: under the same deadline.
+        let state = self
+            .deadline("shopper decode", async {
+                Ok(self.processor.decode_user(&blob).await?)
+            })
+            .await?;
         Ok(Some(Shopper {
             segment: state
                 .segment_at(chrono::Utc::now().timestamp_millis(), ctx)

@@ -156,13 +156,15 @@ async fn features_phase(
 }
 
 /// Redis memory per shopper, with the product keys (a fixed cost of the catalogue, not of the shoppers) counted
-/// apart, and what a shopper blob holds, part by part.
+/// apart; then again once the shoppers' recent-event-id keys are gone (their TTL, the dedup horizon, removes
+/// them an hour after a shopper's last event: this run's shoppers were all active "now"), which is what a
+/// shopper costs for good; and what a shopper blob holds, part by part.
 async fn memory_accounting(
     url: &str,
     store: &RedisStore,
     p: &Processor,
     shopper_ids: &[String],
-    delta: u64,
+    before: u64,
 ) -> anyhow::Result<()> {
     let ctx = p.context();
     let shoppers = shopper_ids.len();
@@ -182,27 +184,55 @@ async fn memory_accounting(
     let usage: Vec<Option<u64>> = pipe.query_async(&mut conn).await?;
     let products: u64 = usage.iter().flatten().sum();
     let with_state = usage.iter().flatten().count();
-    let per_shopper = delta.saturating_sub(products) as f64 / shoppers as f64;
     let gib = |b: f64| b / 1_073_741_824.0;
+    let per_shopper = |delta: u64| delta.saturating_sub(products) as f64 / shoppers as f64;
+    let now_delta = store.memory_bytes().await?.saturating_sub(before);
+    let id_keys: Vec<String> = shopper_ids
+        .iter()
+        .map(|id| ctx.keys.recent_ids(id))
+        .collect();
+    let mut live_ids = 0u64;
+    for chunk in id_keys.chunks(5_000) {
+        let n: u64 = redis::cmd("EXISTS")
+            .arg(chunk)
+            .query_async(&mut conn)
+            .await?;
+        live_ids += n;
+    }
     println!(
-        "redis used_memory: +{:.1} MiB = {:.1} MiB for {with_state} product keys (MEMORY USAGE) + {per_shopper:.0} B per shopper ({shoppers} shoppers)",
-        delta as f64 / 1_048_576.0,
+        "redis used_memory: +{:.1} MiB = {:.1} MiB for {with_state} product keys (MEMORY USAGE) + {:.0} B per shopper ({shoppers} shoppers, {live_ids} with recent-event-id keys)",
+        now_delta as f64 / 1_048_576.0,
         products as f64 / 1_048_576.0,
+        per_shopper(now_delta),
+    );
+    for chunk in id_keys.chunks(5_000) {
+        redis::cmd("DEL")
+            .arg(chunk)
+            .query_async::<()>(&mut conn)
+            .await?;
+    }
+    let kept_delta = store.memory_bytes().await?.saturating_sub(before);
+    let kept = per_shopper(kept_delta);
+    println!(
+        "  after the recent-event-id keys expire (deleted here): +{:.1} MiB → {kept:.0} B per shopper; the keys cost {:.0} B per shopper active within the dedup horizon",
+        kept_delta as f64 / 1_048_576.0,
+        (now_delta.saturating_sub(kept_delta)) as f64 / live_ids.max(1) as f64,
     );
     println!(
         "  → 1M shoppers: {:.3} GiB of shopper keys + {:.3} GiB of product keys = {:.3} GiB",
-        gib(per_shopper * 1e6),
+        gib(kept * 1e6),
         gib(products as f64),
-        gib(per_shopper * 1e6 + products as f64)
+        gib(kept * 1e6 + products as f64)
     );
     let keys: Vec<String> = shopper_ids.iter().map(|id| ctx.keys.user(id)).collect();
     let blobs = store.get(&keys).await?;
+    let dict = p.dict().await?;
     let mut parts: Vec<(&'static str, usize)> = Vec::new();
     let mut total = 0usize;
     for b in blobs.iter().flatten() {
         total += b.len();
-        let state = features::state::user::UserState::decode(b, &ctx.vocab)?;
-        for (i, (name, n)) in state.encoded_parts(&ctx.vocab).into_iter().enumerate() {
+        let state = features::state::user::UserState::decode(b, &dict)?;
+        for (i, (name, n)) in state.encoded_parts(&dict).into_iter().enumerate() {
             match parts.get_mut(i) {
                 Some(e) => e.1 += n,
                 None => parts.push((name, n)),
@@ -211,8 +241,9 @@ async fn memory_accounting(
     }
     let n = blobs.iter().flatten().count().max(1) as f64;
     println!(
-        "  shopper blob: {:.0} B on average; by part:",
-        total as f64 / n
+        "  shopper blob: {:.0} B on average ({} names in the dictionary); by part:",
+        total as f64 / n,
+        dict.len()
     );
     for (name, bytes) in parts {
         println!("    {name:<40} {:>6.1} B", bytes as f64 / n);
@@ -295,7 +326,9 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("LUSSO_REDIS_URL")
         .context("LUSSO_REDIS_URL (source ~/.local/share/lusso/services/env.sh)")?;
     let store = Arc::new(RedisStore::connect(&url).await?);
-    let prefix = format!("bench{}:", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    // As long as the production prefix `lusso:` (6 characters), so the keys cost what they cost in production
+    // (Redis rounds a key's allocation to a size class: 8 more characters cross one).
+    let prefix = format!("b{}:", &uuid::Uuid::new_v4().simple().to_string()[..4]);
     let before = store.memory_bytes().await?;
     let p = Processor::new(
         mk(
@@ -305,16 +338,8 @@ async fn main() -> anyhow::Result<()> {
         store.clone(),
     );
     let (rate, metrics) = features_phase(bus.clone(), p.clone(), &topic, n as u64).await?;
-    let after = store.memory_bytes().await?;
     println!("redis store, all features:                  {rate:>10.0} events/s ({:.2}× baseline), {} CAS conflicts", rate / base, metrics.conflicts.get());
-    memory_accounting(
-        &url,
-        store.as_ref(),
-        &p,
-        &shopper_ids,
-        after.saturating_sub(before),
-    )
-    .await?;
+    memory_accounting(&url, store.as_ref(), &p, &shopper_ids, before).await?;
 
     if args.steady_rate > 0 {
         let total = (args.steady_rate * args.steady_secs) as usize;
@@ -384,6 +409,6 @@ async fn main() -> anyhow::Result<()> {
             h.get_sample_count()
         );
     }
-    println!("(keys left in redis under bench*: prefixes; delete with: redis-cli --scan --pattern 'bench*' | xargs redis-cli del)");
+    println!("(keys left in redis under the prefix {prefix}; delete with: redis-cli --scan --pattern '{prefix}*' | xargs redis-cli del)");
     Ok(())
 }

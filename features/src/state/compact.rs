@@ -1,6 +1,7 @@
 //! Compact forms of the strings a shopper blob repeats, which were most of its bytes (ARCHITECTURE: memory budget).
 //!
-//! - **Attribute names** (category, line, colour, price band, size, device) are written as a 24-bit code that a
+//! - **Attribute names**: format 3 writes them through the store's dictionary ([`super::dict`]); format 2 (read
+//!   only now) wrote them (category, line, colour, price band, size, device) as a 24-bit code that a
 //!   [`Vocab`] built from the catalogue resolves back to the name. The code is a hash of the name, not an index,
 //!   so it does not move when the catalogue gains or loses entries. Names shorter than [`MIN_CODED_LEN`] (a code
 //!   would not be shorter), names outside the vocabulary, and names whose code collides with another vocabulary
@@ -46,6 +47,24 @@ fn placeholder_code(name: &str) -> Option<u32> {
         return None;
     }
     u32::from_str_radix(hex, 16).ok()
+}
+
+/// How a blob format writes attribute names (format 2: [`Vocab`] hash codes; format 3: the stored dictionary,
+/// [`super::dict::Dict`]).
+pub(crate) trait Names {
+    /// Writes an optional name.
+    fn write_opt(&self, w: &mut Writer, name: Option<&str>);
+    /// Reads what [`Names::write_opt`] wrote.
+    fn read_opt(&self, r: &mut Reader<'_>) -> Result<Option<String>>;
+
+    fn write(&self, w: &mut Writer, name: &str) {
+        self.write_opt(w, Some(name));
+    }
+
+    fn read(&self, r: &mut Reader<'_>) -> Result<String> {
+        self.read_opt(r)?
+            .ok_or_else(|| r.corrupt("name (absent where one is required)"))
+    }
 }
 
 /// Attribute names by code, and codes by name.
@@ -115,9 +134,11 @@ impl Vocab {
             .copied()
             .or_else(|| placeholder_code(name))
     }
+}
 
+impl Names for Vocab {
     /// Writes an optional name: head varint 0 = none, `code << 1 | 1` = coded, `(len + 1) << 1` = inline bytes.
-    pub(crate) fn write_opt(&self, w: &mut Writer, name: Option<&str>) {
+    fn write_opt(&self, w: &mut Writer, name: Option<&str>) {
         match name {
             None => w.u64(0),
             Some(n) => match self.code(n) {
@@ -130,11 +151,7 @@ impl Vocab {
         }
     }
 
-    pub(crate) fn write(&self, w: &mut Writer, name: &str) {
-        self.write_opt(w, Some(name));
-    }
-
-    pub(crate) fn read_opt(&self, r: &mut Reader<'_>) -> Result<Option<String>> {
+    fn read_opt(&self, r: &mut Reader<'_>) -> Result<Option<String>> {
         let head = r.u64()?;
         if head == 0 {
             return Ok(None);
@@ -149,11 +166,6 @@ impl Vocab {
         let len = usize::try_from((head >> 1) - 1).unwrap_or(usize::MAX);
         r.string_of(len).map(Some)
     }
-
-    pub(crate) fn read(&self, r: &mut Reader<'_>) -> Result<String> {
-        self.read_opt(r)?
-            .ok_or_else(|| r.corrupt("name (absent where one is required)"))
-    }
 }
 
 /// `id` as (prefix, trailing digits), with at most [`MAX_DIGITS`] digits.
@@ -167,8 +179,9 @@ fn split_id(id: &str) -> (&str, &str) {
     id.split_at(id.len() - digits)
 }
 
-/// Writes a newest-first list of `(product id, time)`; times as differences, the first from `newest_ms`.
-pub(crate) fn write_recent(w: &mut Writer, list: &[(String, i64)], newest_ms: i64) {
+/// Writes a newest-first list of `(product id, time)`; times in units of `unit_ms` (1 in format 2; 1000 in
+/// format 3, whose lists hold whole seconds), as differences, the first from `newest_ms`.
+pub(crate) fn write_recent(w: &mut Writer, list: &[(String, i64)], newest_ms: i64, unit_ms: i64) {
     let mut table: Vec<(&str, usize)> = Vec::new();
     let mut refs = Vec::with_capacity(list.len());
     for (id, _) in list {
@@ -189,7 +202,7 @@ pub(crate) fn write_recent(w: &mut Writer, list: &[(String, i64)], newest_ms: i6
         w.usize(*width);
     }
     w.usize(list.len());
-    let mut prev = newest_ms;
+    let mut prev = newest_ms.div_euclid(unit_ms);
     for ((i, digits), (_, ts)) in refs.iter().zip(list) {
         if table.len() > 1 {
             w.usize(*i);
@@ -197,13 +210,18 @@ pub(crate) fn write_recent(w: &mut Writer, list: &[(String, i64)], newest_ms: i6
         if !digits.is_empty() {
             w.u64(digits.parse::<u64>().expect("at most 18 ASCII digits"));
         }
-        w.i64(prev - ts);
-        prev = *ts;
+        let t = ts.div_euclid(unit_ms);
+        w.i64(prev - t);
+        prev = t;
     }
 }
 
-/// Reads a list written by [`write_recent`].
-pub(crate) fn read_recent(r: &mut Reader<'_>, newest_ms: i64) -> Result<Vec<(String, i64)>> {
+/// Reads a list written by [`write_recent`] with the same `newest_ms` and `unit_ms`.
+pub(crate) fn read_recent(
+    r: &mut Reader<'_>,
+    newest_ms: i64,
+    unit_ms: i64,
+) -> Result<Vec<(String, i64)>> {
     let n = r.usize()?;
     let mut table = Vec::with_capacity(n);
     for _ in 0..n {
@@ -216,7 +234,7 @@ pub(crate) fn read_recent(r: &mut Reader<'_>, newest_ms: i64) -> Result<Vec<(Str
     }
     let n = r.usize()?;
     let mut out = Vec::with_capacity(n);
-    let mut prev = newest_ms;
+    let mut prev = newest_ms.div_euclid(unit_ms);
     for _ in 0..n {
         let i = if table.len() > 1 { r.usize()? } else { 0 };
         let (prefix, width) = table.get(i).ok_or_else(|| r.corrupt("id prefix index"))?;
@@ -230,7 +248,7 @@ pub(crate) fn read_recent(r: &mut Reader<'_>, newest_ms: i64) -> Result<Vec<(Str
             format!("{prefix}{num:0width$}", width = *width)
         };
         prev -= r.i64()?;
-        out.push((id, prev));
+        out.push((id, prev * unit_ms));
     }
     Ok(out)
 }
@@ -325,9 +343,17 @@ mod tests {
                 .map(|(id, g)| { ts -= g; (id, ts) })
                 .collect();
             let mut w = Writer::default();
-            write_recent(&mut w, &list, newest);
+            write_recent(&mut w, &list, newest, 1);
             let mut r = Reader::new(&w.buf);
-            prop_assert_eq!(read_recent(&mut r, newest).unwrap(), list);
+            prop_assert_eq!(read_recent(&mut r, newest, 1).unwrap(), list.clone());
+            prop_assert!(r.done());
+            // Whole seconds (format 3): what is read is the time truncated to its second.
+            let mut w = Writer::default();
+            write_recent(&mut w, &list, newest, 1000);
+            let mut r = Reader::new(&w.buf);
+            let secs: Vec<(String, i64)> =
+                list.iter().map(|(id, t)| (id.clone(), t.div_euclid(1000) * 1000)).collect();
+            prop_assert_eq!(read_recent(&mut r, newest, 1000).unwrap(), secs);
             prop_assert!(r.done());
         }
 

@@ -7,13 +7,15 @@
 //! cross-key transaction (Redis-Cluster safe).
 
 pub mod compact;
+pub mod dict;
 pub mod product;
 pub mod user;
 mod user_v1;
+mod user_v2;
 
 use crate::codec::{Reader, Writer};
 use crate::Result;
-use compact::Vocab;
+use compact::Names;
 
 /// An input stream: topic index in the high 16 bits (0 = events, 1 = commerce), partition in the low 16.
 pub type StreamId = u32;
@@ -64,8 +66,53 @@ impl Fences {
 
 /// Blob format version, after the revision: product blobs, and shopper blobs written before the compact encoding.
 pub(crate) const FORMAT_V1: u64 = 1;
-/// Shopper blobs with the compact encoding ([`compact`]: attribute codes, product-id numbers, relative times).
+/// Shopper blobs with the compact encoding ([`compact`]: attribute hash codes, product-id numbers, relative
+/// times, and the recent event ids).
 pub(crate) const FORMAT_V2: u64 = 2;
+/// Shopper blobs of format 2 with names as [`dict`] codes, last-N times in whole seconds, affinity scores on
+/// the 24-bit grid of [`score_code`], and the recent event ids moved to their own key (they expire sooner).
+pub(crate) const FORMAT_V3: u64 = 3;
+
+/// Smallest exponent of the score grid: scores below 2⁻¹⁵ (≈ 3·10⁻⁵, a weight decayed over 15 half-lives)
+/// are 0.
+const SCORE_MIN_EXP: i32 = -15;
+/// Largest exponent: scores saturate just below 2¹⁶.
+const SCORE_MAX_EXP: i32 = 15;
+
+/// The 24-bit code of an affinity score: a float with a 5-bit exponent and a 19-bit mantissa (relative step
+/// 2⁻¹⁹ ≈ 1.9·10⁻⁶, far below the 10⁻⁴ the features are served at), rounded to nearest; 0 for zero, negative
+/// and NaN scores.
+pub(crate) fn score_code(x: f32) -> u32 {
+    if x.is_nan() || x <= 0.0 {
+        return 0;
+    }
+    let bits = x.to_bits();
+    // Keep the top 19 of the 23 mantissa bits, rounding half to even; a carry moves into the exponent.
+    let rounded = (bits + 0x7 + ((bits >> 4) & 1)) & !0xf;
+    let exp = (rounded >> 23) as i32 - 127;
+    if exp < SCORE_MIN_EXP {
+        return 0;
+    }
+    if exp > SCORE_MAX_EXP {
+        return (((SCORE_MAX_EXP - SCORE_MIN_EXP + 1) as u32) << 19) | 0x7_ffff;
+    }
+    (((exp - SCORE_MIN_EXP + 1) as u32) << 19) | ((rounded >> 4) & 0x7_ffff)
+}
+
+/// The score of a [`score_code`].
+pub(crate) fn score_of_code(c: u32) -> f32 {
+    if c == 0 {
+        return 0.0;
+    }
+    let exp = (c >> 19) as i32 + SCORE_MIN_EXP - 1;
+    f32::from_bits((((exp + 127) as u32) << 23) | ((c & 0x7_ffff) << 4))
+}
+
+/// `x` on the score grid (what format 3 stores): shopper affinities are kept on it after every update, so the
+/// stored blob holds exactly the state in memory.
+pub fn on_score_grid(x: f32) -> f32 {
+    score_of_code(score_code(x))
+}
 
 /// Reads the revision of a blob (0 for a missing one).
 pub fn revision_of(blob: Option<&[u8]>) -> u64 {
@@ -149,26 +196,51 @@ impl Decayed {
         }
     }
 
-    /// The compact form: reference time relative to `newest_ms`, names through `vocab`.
-    pub(crate) fn encode_compact(&self, w: &mut Writer, vocab: &Vocab, newest_ms: i64) {
+    /// Puts every score on the grid of [`score_code`] (what format 3 stores).
+    pub fn to_score_grid(&mut self) {
+        self.scores
+            .iter_mut()
+            .for_each(|(_, s)| *s = on_score_grid(*s));
+    }
+
+    /// The compact form: reference time relative to `newest_ms`, names through `names`, scores as 4-byte floats
+    /// (format 2) or 3-byte grid codes (format 3).
+    pub(crate) fn encode_compact(
+        &self,
+        w: &mut Writer,
+        names: &impl Names,
+        newest_ms: i64,
+        grid: bool,
+    ) {
         w.i64(newest_ms - self.ref_ms);
         w.usize(self.scores.len());
         for (n, s) in &self.scores {
-            vocab.write(w, n);
-            w.f32(*s);
+            names.write(w, n);
+            if grid {
+                w.fixed_u24(score_code(*s));
+            } else {
+                w.f32(*s);
+            }
         }
     }
 
     pub(crate) fn decode_compact(
         r: &mut Reader<'_>,
-        vocab: &Vocab,
+        names: &impl Names,
         newest_ms: i64,
+        grid: bool,
     ) -> Result<Decayed> {
         let ref_ms = newest_ms - r.i64()?;
         let n = r.usize()?;
         let mut scores = Vec::with_capacity(n);
         for _ in 0..n {
-            scores.push((vocab.read(r)?, r.f32()?));
+            let name = names.read(r)?;
+            let s = if grid {
+                score_of_code(r.fixed_u24()?)
+            } else {
+                r.f32()?
+            };
+            scores.push((name, s));
         }
         Ok(Decayed { ref_ms, scores })
     }

@@ -7,9 +7,11 @@ use chrono::{DateTime, TimeZone, Utc};
 use pipelines::event::{Event, Properties};
 use serde::Serialize;
 
-use super::compact::{read_recent, write_recent, Vocab};
+use super::compact::{read_recent, write_recent, Names as _};
+use super::dict::Dict;
 use super::{
     push_recent, read_header, write_header, Decayed, Fences, StreamId, FORMAT_V1, FORMAT_V2,
+    FORMAT_V3,
 };
 use crate::attrs::{attrs, eur_per_unit};
 use crate::codec::{Reader, Writer};
@@ -46,13 +48,16 @@ pub struct UserState {
     pub orders: u32,
     /// Net spend in euro cents (purchases minus returns).
     pub monetary_cents: i64,
+    /// Newest first, times in whole seconds (as ms).
     pub viewed: Vec<(String, i64)>,
     pub purchased: Vec<(String, i64)>,
+    /// Scores on the grid of [`super::on_score_grid`].
     pub affinity: [Decayed; 4],
     /// `(category, size, count)` of sizes put in the cart or bought.
     pub sizes: Vec<(String, String, u32)>,
     /// `(fingerprint, ts)` of the event ids applied recently, `ts` in whole seconds (as ms); see
-    /// [`UserState::is_duplicate`].
+    /// [`UserState::is_duplicate`]. Not in the blob: under their own key ([`UserState::encode_recent_ids`]),
+    /// which expires after the dedup horizon, so a shopper who went quiet stops paying for them.
     pub recent_ids: Vec<(u64, i64)>,
 }
 
@@ -91,10 +96,13 @@ impl UserState {
             }
         }
         let hl = cfg.affinity_half_life_ms();
+        // The last-N lists keep whole seconds (format 3 stores them so): truncated here, so the state in memory
+        // is the state stored.
+        let ts_s = ts.div_euclid(1000) * 1000;
         match &ev.properties {
             Properties::ProductView(p) => {
                 self.count(Kind::View, ts, 1, newest);
-                push_recent(&mut self.viewed, &p.product_id, ts, cfg.last_n);
+                push_recent(&mut self.viewed, &p.product_id, ts_s, cfg.last_n);
                 self.affine(ctx, &p.product_id, None, W_VIEW, ts, hl);
             }
             Properties::AddToCart(c) => {
@@ -112,7 +120,7 @@ impl UserState {
                     self.monetary_cents += (p.total * rate * 100.0).round() as i64;
                 }
                 for l in &p.lines {
-                    push_recent(&mut self.purchased, &l.product_id, ts, cfg.last_n);
+                    push_recent(&mut self.purchased, &l.product_id, ts_s, cfg.last_n);
                     let w = W_PURCHASE * f64::from(l.quantity.max(1));
                     self.affine(ctx, &l.product_id, Some(l.unit_price), w, ts, hl);
                     if let Some((prod, var)) = ctx.catalog.variant(&l.variant_id) {
@@ -180,6 +188,7 @@ impl UserState {
         for (dim, name) in names.into_iter().enumerate() {
             if let Some(n) = name {
                 self.affinity[dim].add(n, w, ts, hl, AFFINITY_CAP);
+                self.affinity[dim].to_score_grid();
             }
         }
     }
@@ -283,18 +292,19 @@ impl UserState {
         }
     }
 
-    /// Encodes the blob with revision `rev` (format 2: every time relative to `last_seen_ms`, attribute names as
-    /// `vocab` codes, product ids as numbers; see [`super::compact`]).
-    pub fn encode(&self, rev: u64, vocab: &Vocab) -> Vec<u8> {
-        self.encode_marked(rev, vocab, &mut |_, _| {})
+    /// Encodes the blob with revision `rev` (format 3: every time relative to `last_seen_ms`, attribute names as
+    /// `dict` codes, product ids as numbers, scores as grid codes; no recent event ids: see
+    /// [`UserState::encode_recent_ids`]).
+    pub fn encode(&self, rev: u64, dict: &Dict) -> Vec<u8> {
+        self.encode_marked(rev, dict, &mut |_, _| {})
     }
 
     /// Bytes per part of the encoded blob, in blob order (for the memory budget's accounting).
-    pub fn encoded_parts(&self, vocab: &Vocab) -> Vec<(&'static str, usize)> {
+    pub fn encoded_parts(&self, dict: &Dict) -> Vec<(&'static str, usize)> {
         let mut marks = Vec::new();
-        let blob = self.encode_marked(0, vocab, &mut |part, end| marks.push((part, end)));
+        let blob = self.encode_marked(0, dict, &mut |part, end| marks.push((part, end)));
         let mut start = 0;
-        let mut out: Vec<(&'static str, usize)> = marks
+        let out: Vec<(&'static str, usize)> = marks
             .into_iter()
             .map(|(part, end)| {
                 let n = end - start;
@@ -302,74 +312,73 @@ impl UserState {
                 (part, n)
             })
             .collect();
-        out.push(("recent event ids", blob.len() - start));
+        debug_assert_eq!(start, blob.len());
         out
     }
 
     fn encode_marked(
         &self,
         rev: u64,
-        vocab: &Vocab,
+        dict: &Dict,
         mark: &mut dyn FnMut(&'static str, usize),
     ) -> Vec<u8> {
         let mut w = Writer::default();
         let newest = self.last_seen_ms;
-        write_header(&mut w, rev, FORMAT_V2);
+        write_header(&mut w, rev, FORMAT_V3);
         self.fences.encode(&mut w);
         mark("header and fences", w.buf.len());
         w.i64(self.first_seen_ms);
         w.i64(newest - self.first_seen_ms);
         w.i64(self.last_purchase_ms.map_or(-1, |t| newest - t));
-        vocab.write_opt(&mut w, self.device.as_deref());
-        vocab.write_opt(&mut w, self.market.as_deref());
+        dict.write_opt(&mut w, self.device.as_deref());
+        dict.write_opt(&mut w, self.market.as_deref());
         w.i64(newest - self.env_ms);
         self.totals.iter().for_each(|t| w.u64(*t));
         w.u64(u64::from(self.orders));
         w.i64(self.monetary_cents);
         mark("times, device, market, totals, RFM", w.buf.len());
-        self.counts.encode_at(&mut w, Some(newest));
+        self.counts.encode_masked(&mut w, newest);
         mark("windowed counts", w.buf.len());
-        write_recent(&mut w, &self.viewed, newest);
+        write_recent(&mut w, &self.viewed, newest, 1000);
         mark("last viewed", w.buf.len());
-        write_recent(&mut w, &self.purchased, newest);
+        write_recent(&mut w, &self.purchased, newest, 1000);
         mark("last purchased", w.buf.len());
         for a in &self.affinity {
-            a.encode_compact(&mut w, vocab, newest);
+            a.encode_compact(&mut w, dict, newest, true);
         }
         mark("affinities", w.buf.len());
         w.usize(self.sizes.len());
         for (c, s, n) in &self.sizes {
-            vocab.write(&mut w, c);
-            vocab.write(&mut w, s);
+            dict.write(&mut w, c);
+            dict.write(&mut w, s);
             w.u64(u64::from(*n));
         }
         mark("sizes", w.buf.len());
-        // Times in whole seconds (see `remember`), each from the one before, the first from the newest event.
-        w.usize(self.recent_ids.len());
-        let mut prev = newest.div_euclid(1000);
-        for (f, t) in &self.recent_ids {
-            let t = t.div_euclid(1000);
-            w.fixed_u48(*f);
-            w.i64(prev - t);
-            prev = t;
-        }
         w.buf
     }
 
-    /// Decodes a blob written by [`UserState::encode`], or by the format-1 encoder of earlier releases.
-    pub fn decode(blob: &[u8], vocab: &Vocab) -> Result<UserState> {
+    /// Decodes a blob written by [`UserState::encode`], or by the format-1 or format-2 encoders of earlier
+    /// releases (whose last-N times and scores are then put in the form format 3 keeps, and whose recent event
+    /// ids come with the state; a format-3 blob has none: they are under their own key).
+    pub fn decode(blob: &[u8], dict: &Dict) -> Result<UserState> {
         let mut r = Reader::new(blob);
-        let (rev, format) = read_header(&mut r, &[FORMAT_V1, FORMAT_V2])?;
-        if format == FORMAT_V1 {
-            return super::user_v1::decode(&mut r, rev);
+        let (rev, format) = read_header(&mut r, &[FORMAT_V1, FORMAT_V2, FORMAT_V3])?;
+        if format != FORMAT_V3 {
+            let mut s = if format == FORMAT_V1 {
+                super::user_v1::decode(&mut r, rev)?
+            } else {
+                super::user_v2::decode(&mut r, rev, dict.legacy())?
+            };
+            s.upgrade();
+            return Ok(s);
         }
         let fences = Fences::decode(&mut r)?;
         let first_seen_ms = r.i64()?;
         let newest = first_seen_ms + r.i64()?;
         let lp = r.i64()?;
         let last_purchase_ms = (lp >= 0).then(|| newest - lp);
-        let device = vocab.read_opt(&mut r)?;
-        let market = vocab.read_opt(&mut r)?;
+        let device = dict.read_opt(&mut r)?;
+        let market = dict.read_opt(&mut r)?;
         let env_ms = newest - r.i64()?;
         let mut totals = [0u64; 4];
         for t in &mut totals {
@@ -377,27 +386,22 @@ impl UserState {
         }
         let orders = r.u64()? as u32;
         let monetary_cents = r.i64()?;
-        let counts = Counters::decode_at(&mut r, Some(newest))?;
-        let viewed = read_recent(&mut r, newest)?;
-        let purchased = read_recent(&mut r, newest)?;
+        let counts = Counters::decode_masked(&mut r, newest)?;
+        let viewed = read_recent(&mut r, newest, 1000)?;
+        let purchased = read_recent(&mut r, newest, 1000)?;
         let affinity = [
-            Decayed::decode_compact(&mut r, vocab, newest)?,
-            Decayed::decode_compact(&mut r, vocab, newest)?,
-            Decayed::decode_compact(&mut r, vocab, newest)?,
-            Decayed::decode_compact(&mut r, vocab, newest)?,
+            Decayed::decode_compact(&mut r, dict, newest, true)?,
+            Decayed::decode_compact(&mut r, dict, newest, true)?,
+            Decayed::decode_compact(&mut r, dict, newest, true)?,
+            Decayed::decode_compact(&mut r, dict, newest, true)?,
         ];
         let n = r.usize()?;
         let mut sizes = Vec::with_capacity(n);
         for _ in 0..n {
-            sizes.push((vocab.read(&mut r)?, vocab.read(&mut r)?, r.u64()? as u32));
+            sizes.push((dict.read(&mut r)?, dict.read(&mut r)?, r.u64()? as u32));
         }
-        let n = r.usize()?;
-        let mut recent_ids = Vec::with_capacity(n);
-        let mut prev = newest.div_euclid(1000);
-        for _ in 0..n {
-            let f = r.fixed_u48()?;
-            prev -= r.i64()?;
-            recent_ids.push((f, prev * 1000));
+        if !r.done() {
+            return Err(r.corrupt("bytes after the last part"));
         }
         Ok(UserState {
             rev,
@@ -416,10 +420,63 @@ impl UserState {
             purchased,
             affinity,
             sizes,
-            recent_ids,
+            recent_ids: Vec::new(),
         })
     }
+
+    /// Puts a state read from an older format in the form format 3 keeps: last-N times in whole seconds (in
+    /// the list order [`push_recent`] gives them) and scores on the grid.
+    fn upgrade(&mut self) {
+        for list in [&mut self.viewed, &mut self.purchased] {
+            list.iter_mut()
+                .for_each(|(_, t)| *t = t.div_euclid(1000) * 1000);
+            list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        }
+        self.affinity.iter_mut().for_each(Decayed::to_score_grid);
+    }
+
+    /// The recent event ids as the value of their own key (`None` when there are none: the key is deleted).
+    /// Times in whole seconds, the first absolute, then each from the one before.
+    pub fn encode_recent_ids(&self) -> Option<Vec<u8>> {
+        if self.recent_ids.is_empty() {
+            return None;
+        }
+        let mut w = Writer::default();
+        w.u64(RECENT_IDS_FORMAT);
+        w.usize(self.recent_ids.len());
+        let mut prev = 0;
+        for (f, t) in &self.recent_ids {
+            let t = t.div_euclid(1000);
+            w.fixed_u48(*f);
+            w.i64(t - prev);
+            prev = t;
+        }
+        Some(w.buf)
+    }
+
+    /// Reads what [`UserState::encode_recent_ids`] wrote.
+    pub fn decode_recent_ids(blob: &[u8]) -> Result<Vec<(u64, i64)>> {
+        let mut r = Reader::new(blob);
+        if r.u64()? != RECENT_IDS_FORMAT {
+            return Err(r.corrupt("recent event ids format"));
+        }
+        let n = r.usize()?;
+        if n > 4096 {
+            return Err(r.corrupt("recent event ids count"));
+        }
+        let mut out = Vec::with_capacity(n);
+        let mut prev = 0;
+        for _ in 0..n {
+            let f = r.fixed_u48()?;
+            prev += r.i64()?;
+            out.push((f, prev * 1000));
+        }
+        Ok(out)
+    }
 }
+
+/// Format of the recent-event-ids value.
+const RECENT_IDS_FORMAT: u64 = 1;
 
 /// A shopper's features at one instant (online API and offline export share this shape).
 #[derive(Debug, Clone, PartialEq, Serialize)]

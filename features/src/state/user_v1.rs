@@ -1,5 +1,5 @@
 //! Reads shopper blobs of format 1 (releases before the compact encoding), so state already in Redis stays
-//! readable after an upgrade; the next write of a shopper stores format 2.
+//! readable after an upgrade; the next write of a shopper stores format 3. The tests here cover every format.
 
 use super::user::UserState;
 use super::{Decayed, Fences};
@@ -89,6 +89,7 @@ mod tests {
     use pipelines::catalog::Catalog;
     use pipelines::sim::{SimConfig, Simulator};
 
+    use super::super::dict::Dict;
     use super::super::user::{fingerprint, UserState};
     use super::super::{write_header, FORMAT_V1};
     use crate::codec::Writer;
@@ -166,37 +167,88 @@ mod tests {
     }
 
     #[test]
-    fn both_formats_decode_to_the_state_and_format_2_is_far_smaller() {
+    fn every_format_decodes_to_the_state_and_format_3_is_the_smallest() {
         let (states, ctx) = shoppers();
+        let dict = Dict::for_catalog(&ctx.catalog);
+        let legacy = dict.legacy().clone();
         assert!(states.len() > 200, "{} shoppers", states.len());
-        let (mut v1_bytes, mut v2_bytes) = (0, 0);
+        let (mut v1_bytes, mut v2_bytes, mut v3_bytes) = (0, 0, 0);
         for (i, s) in states.iter().enumerate() {
             let rev = i as u64 + 1;
             let mut expected = s.clone();
             expected.rev = rev;
-            let v2 = s.encode(rev, &ctx.vocab);
-            assert_eq!(UserState::decode(&v2, &ctx.vocab).unwrap(), expected);
+            // Formats 1 and 2 carry the recent ids; format 3 keeps them under their own key.
             let v1 = encode_v1(s, rev);
-            assert_eq!(UserState::decode(&v1, &ctx.vocab).unwrap(), expected);
-            let parts: usize = s.encoded_parts(&ctx.vocab).iter().map(|p| p.1).sum();
-            assert_eq!(parts, v2.len(), "the parts add up to the blob");
+            assert_eq!(UserState::decode(&v1, &dict).unwrap(), expected);
+            let v2 = super::super::user_v2::encode(s, rev, &legacy);
+            assert_eq!(UserState::decode(&v2, &dict).unwrap(), expected);
+            let v3 = s.encode(rev, &dict);
+            let mut from_v3 = UserState::decode(&v3, &dict).unwrap();
+            assert!(from_v3.recent_ids.is_empty());
+            if let Some(ids) = s.encode_recent_ids() {
+                from_v3.recent_ids = UserState::decode_recent_ids(&ids).unwrap();
+            }
+            assert_eq!(from_v3, expected);
+            let parts: usize = s.encoded_parts(&dict).iter().map(|p| p.1).sum();
+            assert_eq!(parts, v3.len(), "the parts add up to the blob");
             v1_bytes += v1.len();
             v2_bytes += v2.len();
+            v3_bytes += v3.len();
         }
-        // Measured: 0.56 of format 1 on this data (BENCHMARKS.md has the part-by-part sizes).
+        // Measured on this data: format 2 is 0.56 of format 1 and format 3 about 0.5 of format 2
+        // (BENCHMARKS.md has the part-by-part sizes).
         assert!(
             v2_bytes * 10 < v1_bytes * 6,
             "format 2 {v2_bytes} B vs format 1 {v1_bytes} B"
         );
+        assert!(
+            v3_bytes * 10 < v2_bytes * 7,
+            "format 3 {v3_bytes} B vs format 2 {v2_bytes} B"
+        );
+    }
+
+    #[test]
+    fn an_older_blob_is_upgraded_to_seconds_and_grid_scores() {
+        let (states, ctx) = shoppers();
+        let dict = Dict::for_catalog(&ctx.catalog);
+        let s = states
+            .iter()
+            .find(|s| s.viewed.len() > 2)
+            .expect("a shopper with views");
+        // State as an older release kept it: millisecond times and scores off the grid.
+        let mut old = s.clone();
+        old.viewed.iter_mut().for_each(|(_, t)| *t += 999);
+        old.affinity[0]
+            .scores
+            .iter_mut()
+            .for_each(|(_, x)| *x *= 1.000_000_1);
+        let read = UserState::decode(&encode_v1(&old, 7), &dict).unwrap();
+        let mut expected = s.clone();
+        expected.rev = 7;
+        assert_eq!(read.viewed, expected.viewed);
+        for ((n, x), (m, y)) in read.affinity[0].scores.iter().zip(&s.affinity[0].scores) {
+            assert_eq!(n, m);
+            assert_eq!(*x, super::super::on_score_grid(*x), "on the grid");
+            assert!((x - y).abs() <= 4e-6 * y.abs(), "{x} vs {y}");
+        }
+        // And what format 3 stores of it reads back unchanged.
+        let again = UserState::decode(&read.encode(7, &dict), &dict).unwrap();
+        assert_eq!(again.viewed, read.viewed);
+        assert_eq!(again.affinity, read.affinity);
     }
 
     #[test]
     fn a_truncated_blob_is_an_error_not_a_panic() {
         let (states, ctx) = shoppers();
-        let blob = states[0].encode(1, &ctx.vocab);
+        let dict = Dict::for_catalog(&ctx.catalog);
+        let blob = states[0].encode(1, &dict);
         for n in 0..blob.len() {
+            assert!(UserState::decode(&blob[..n], &dict).is_err(), "{n} bytes");
+        }
+        let ids = states[0].encode_recent_ids().expect("ids");
+        for n in 0..ids.len() {
             assert!(
-                UserState::decode(&blob[..n], &ctx.vocab).is_err(),
+                UserState::decode_recent_ids(&ids[..n]).is_err(),
                 "{n} bytes"
             );
         }

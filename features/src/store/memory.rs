@@ -70,11 +70,17 @@ impl FeatureStore for MemoryStore {
                 out.push(false);
                 continue;
             }
-            if !inner.blobs.contains_key(&w.key) && inner.blobs.len() >= self.max_keys {
+            let adds = |inner: &Inner| {
+                usize::from(!inner.blobs.contains_key(&w.key))
+                    + w.side.as_ref().map_or(0, |s| {
+                        usize::from(s.value.is_some() && !inner.blobs.contains_key(&s.key))
+                    })
+            };
+            if adds(&inner) > 0 && inner.blobs.len() + adds(&inner) > self.max_keys {
                 inner
                     .blobs
                     .retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
-                if inner.blobs.len() >= self.max_keys {
+                if inner.blobs.len() + adds(&inner) > self.max_keys {
                     return Err(Error::Full(format!(
                         "in-memory feature store holds its maximum of {} keys",
                         self.max_keys
@@ -83,6 +89,18 @@ impl FeatureStore for MemoryStore {
             }
             let expiry = w.ttl.map(|t: Duration| now + t);
             inner.blobs.insert(w.key, (Bytes::from(w.blob), expiry));
+            if let Some(side) = w.side {
+                match side.value {
+                    Some(v) => {
+                        inner
+                            .blobs
+                            .insert(side.key, (Bytes::from(v), Some(now + side.ttl)));
+                    }
+                    None => {
+                        inner.blobs.remove(&side.key);
+                    }
+                }
+            }
             out.push(true);
         }
         Ok(out)

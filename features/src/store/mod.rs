@@ -28,6 +28,20 @@ pub struct CasWrite {
     pub blob: Vec<u8>,
     /// Expiry after the write (`None` = keep).
     pub ttl: Option<Duration>,
+    /// A second key written in the same atomic step when the compare-and-set succeeds (and left alone when it
+    /// fails): a shopper's recent event ids, which expire sooner than the shopper. It must share the blob
+    /// key's hash tag (Redis Cluster runs the step on one node).
+    pub side: Option<SideWrite>,
+}
+
+/// The second key of a [`CasWrite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SideWrite {
+    pub key: String,
+    /// New value, or `None` to delete the key.
+    pub value: Option<Vec<u8>>,
+    /// Expiry of the new value.
+    pub ttl: Duration,
 }
 
 /// A key-value store of feature blobs.
@@ -78,6 +92,16 @@ impl Keys {
     /// A shopper's state; `id` is `u:<user_id>` or `a:<anonymous_id>`.
     pub fn user(&self, id: &str) -> String {
         format!("{}u:{{{id}}}", self.prefix)
+    }
+
+    /// A shopper's recent event ids (duplicate detection; expires after the dedup horizon), same hash tag.
+    pub fn recent_ids(&self, id: &str) -> String {
+        format!("{}d:{{{id}}}", self.prefix)
+    }
+
+    /// The name dictionary of shopper blobs ([`crate::state::dict`]).
+    pub fn dict(&self) -> String {
+        format!("{}dict:{{dict}}", self.prefix)
     }
 
     /// A product's state.

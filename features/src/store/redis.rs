@@ -17,7 +17,9 @@ use super::{CasWrite, FeatureStore};
 use crate::{Error, Result};
 
 /// Compare-and-set on the 8-byte revision prefix. KEYS[1] key; ARGV[1] expected revision bytes ("" = absent);
-/// ARGV[2] new value; ARGV[3] expiry in ms (0 = none). Returns 1 when written, 0 on conflict.
+/// ARGV[2] new value; ARGV[3] expiry in ms (0 = none). With a second key (same hash tag), on success also
+/// KEYS[2] := ARGV[4] with expiry ARGV[5] ms, or deleted when ARGV[4] is "" (the side write of [`CasWrite`]).
+/// Returns 1 when written, 0 on conflict.
 const CAS_LUA: &str = r#"
 local cur = redis.call('GET', KEYS[1])
 local rev = ''
@@ -28,6 +30,13 @@ if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
 else
   redis.call('SET', KEYS[1], ARGV[2])
+end
+if #KEYS > 1 then
+  if ARGV[4] == '' then
+    redis.call('DEL', KEYS[2])
+  else
+    redis.call('SET', KEYS[2], ARGV[4], 'PX', tonumber(ARGV[5]))
+  end
 end
 return 1
 "#;
@@ -86,13 +95,29 @@ impl RedisStore {
                 w.expected_rev.to_be_bytes().to_vec()
             };
             let ttl_ms = w.ttl.map_or(0, |t| t.as_millis() as u64);
-            pipe.cmd("EVALSHA")
-                .arg(self.cas.get_hash())
-                .arg(1)
-                .arg(&w.key)
-                .arg(expected)
-                .arg(&w.blob)
-                .arg(ttl_ms);
+            let cmd = pipe.cmd("EVALSHA").arg(self.cas.get_hash());
+            match &w.side {
+                None => {
+                    cmd.arg(1)
+                        .arg(&w.key)
+                        .arg(expected)
+                        .arg(&w.blob)
+                        .arg(ttl_ms);
+                }
+                Some(side) => {
+                    // A side value is never empty (it carries a header), so "" can mean "delete".
+                    let value: &[u8] = side.value.as_deref().unwrap_or(&[]);
+                    let side_ttl = (side.ttl.as_millis() as u64).max(1);
+                    cmd.arg(2)
+                        .arg(&w.key)
+                        .arg(&side.key)
+                        .arg(expected)
+                        .arg(&w.blob)
+                        .arg(ttl_ms)
+                        .arg(value)
+                        .arg(side_ttl);
+                }
+            }
         }
         let mut conn = self.conn.clone();
         let out: Vec<i64> = pipe.query_async(&mut conn).await?;

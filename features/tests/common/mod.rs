@@ -133,15 +133,13 @@ pub async fn snapshot(
     let ids: Vec<String> = users.into_iter().collect();
     let keys: Vec<String> = ids.iter().map(|i| ctx.keys.user(i)).collect();
     let blobs = p.store().get(&keys).await.unwrap();
+    let dict = p.dict().await.unwrap();
     let users = ids
         .iter()
         .zip(blobs)
         .map(|(id, b)| {
-            let s = UserState::decode(
-                &b.unwrap_or_else(|| panic!("no state for {id}")),
-                &ctx.vocab,
-            )
-            .unwrap();
+            let s = UserState::decode(&b.unwrap_or_else(|| panic!("no state for {id}")), &dict)
+                .unwrap();
             serde_json::to_value(s.features(id, now, ctx)).unwrap()
         })
         .collect();
