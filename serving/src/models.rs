@@ -2,15 +2,20 @@
 //! off the async runtime and swaps it in atomically (an `Arc` behind a lock held only to clone or replace the
 //! pointer), so no request fails or waits during a swap: requests in flight finish on the model they took.
 //!
-//! Scoring is one pass over the item factors (`items × k` row-major `f32`, contiguous, so the scan streams
-//! through memory) with a bounded min-heap of the best `k` eligible items: eligibility (filters) is checked
-//! only for items that would enter the heap, so a filter costs nothing for the bulk of the catalogue.
+//! Scoring is one pass over the item factors (row-major, contiguous, so the scan streams through memory). On a
+//! large catalogue the pass reads bfloat16 copies of the factors (half the bytes, [`training::approx`]); the
+//! best candidates by that approximate score are re-scored exactly in `f32`, and the result is kept only when
+//! the approximation's error bound proves that no item left out could rank among them (else the exact scan
+//! runs), so the answer is always the exact top-k. The best items are taken with a sampled threshold (a
+//! bounded heap on small catalogues), and eligibility (filters) is checked only down that best-first list, so
+//! a filter costs nothing for the bulk of the catalogue.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use pipelines::catalog::Catalog;
+use training::approx::Bf16Factors;
 use training::linalg::dot;
 use training::model::{Algo, Model};
 use training::registry::{ModelMeta, Registry};
@@ -27,6 +32,9 @@ pub struct LoadedModel {
     /// Per collection of the catalogue, its products by this model's popularity (catalogue indices), built on
     /// first use; at most one entry per catalogue collection.
     rankings: Mutex<HashMap<String, Arc<[u32]>>>,
+    /// bfloat16 item factors for the first pass of a scan (catalogues of [`APPROX_MIN_ITEMS`] or more with
+    /// finite factors).
+    approx: Option<Bf16Factors>,
 }
 
 /// An item index with its score, ordered so that a `BinaryHeap` of them is a min-heap on the score (ties: the
@@ -54,11 +62,17 @@ impl LoadedModel {
             .iter()
             .map(|id| catalog.product(id).is_some_and(|p| p.is_listed()))
             .collect();
+        let approx = (model.algo != Algo::Pop
+            && model.k() > 0
+            && model.item_factors.rows >= APPROX_MIN_ITEMS)
+            .then(|| Bf16Factors::new(&model.item_factors))
+            .flatten();
         LoadedModel {
             meta,
             model,
             listed,
             rankings: Mutex::new(HashMap::new()),
+            approx,
         }
     }
 
@@ -126,11 +140,53 @@ impl LoadedModel {
         // One score buffer per worker thread (items × 4 bytes), reused instead of allocated per request.
         SCORES.with(|cell| {
             let mut scores = cell.take();
-            training::simd::score_rows(x, &self.model.item_factors, &mut scores);
-            let out = self.select(k, |i| scores[i], eligible);
+            let out = match self.approx.as_ref().and_then(|a| Some((a, a.query(x)?))) {
+                Some((a, q)) => {
+                    a.score_rows(&q, &mut scores);
+                    let bound = a.error_bound(&q);
+                    self.select(k, |want| self.best_exact(x, want, &scores, bound), eligible)
+                }
+                None => {
+                    training::simd::score_rows(x, &self.model.item_factors, &mut scores);
+                    self.select(k, |want| self.best_listed(want, &|i| scores[i]), eligible)
+                }
+            };
             cell.replace(scores);
             out
         })
+    }
+
+    /// Whether scans start with the bfloat16 pass.
+    pub fn approximate_first_pass(&self) -> bool {
+        self.approx.is_some()
+    }
+
+    /// The best `want` listed items by the exact score `x · yᵢ`, from `approx` scores that are each within
+    /// `bound` of the exact one: the best `2 × want + 16` by approximate score are re-scored exactly; an item
+    /// left out has an approximate score at most the lowest candidate's, so an exact score at most that plus
+    /// `bound`, and when that is below the `want`-th exact score among the candidates the answer is among
+    /// them (same order and ties as scanning exactly). Otherwise the exact scan runs.
+    fn best_exact(&self, x: &[f32], want: usize, approx: &[f32], bound: f32) -> Vec<(u32, f32)> {
+        let by_score = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let pool = want.saturating_mul(2).saturating_add(16);
+        let candidates = self.best_listed(pool, &|i| approx[i]);
+        let rows: Vec<u32> = candidates.iter().map(|c| c.0).collect();
+        let mut scores = Vec::with_capacity(rows.len());
+        training::simd::score_some(x, &self.model.item_factors, &rows, &mut scores);
+        let mut exact: Vec<(u32, f32)> = rows.into_iter().zip(scores).collect();
+        exact.sort_unstable_by(by_score);
+        let every_item = candidates.len() < pool;
+        let separated = exact.len() >= want
+            && candidates.last().is_some_and(|floor| {
+                f64::from(floor.1) + f64::from(bound) < f64::from(exact[want - 1].1)
+            });
+        if every_item || separated {
+            exact.truncate(want);
+            return exact;
+        }
+        let mut full = Vec::new();
+        training::simd::score_rows(x, &self.model.item_factors, &mut full);
+        self.best_listed(want, &|i| full[i])
     }
 
     /// The `k` listed items most similar to `product_id` by factor cosine (popularity order for `pop`).
@@ -143,19 +199,28 @@ impl LoadedModel {
         let item = self.model.items.get(product_id)?;
         if !self.has_factors() {
             let pop = &self.model.popularity;
-            return Some(self.select(k, |i| pop[i], |p| p != product_id && eligible(p)));
+            return Some(self.select(
+                k,
+                |want| self.best_listed(want, &|i| pop[i]),
+                |p| p != product_id && eligible(p),
+            ));
         }
         let scores = self.model.cosine_scores(item);
-        Some(self.select(k, |j| scores[j], |p| p != product_id && eligible(p)))
+        Some(self.select(
+            k,
+            |want| self.best_listed(want, &|j| scores[j]),
+            |p| p != product_id && eligible(p),
+        ))
     }
 
     /// The `k` most popular listed items (training users per item) that `eligible` accepts.
     pub fn popular(&self, k: usize, eligible: impl Fn(&str) -> bool) -> Vec<(u32, f32)> {
         let pop = &self.model.popularity;
-        self.select(k, |i| pop[i], eligible)
+        self.select(k, |want| self.best_listed(want, &|i| pop[i]), eligible)
     }
 
-    /// The `k` best listed items by `score` that `eligible` accepts, best first (ties to the lower index).
+    /// The `k` best listed items that `eligible` accepts, best first (ties to the lower index), where
+    /// `best(want)` gives the best `want` listed items by score alone.
     ///
     /// `eligible` (a catalogue lookup and the request's filters) costs far more than a score, so the scan
     /// keeps the best `want` listed items by score alone, then checks eligibility down that list; only when
@@ -164,7 +229,7 @@ impl LoadedModel {
     fn select(
         &self,
         k: usize,
-        score: impl Fn(usize) -> f32,
+        best: impl Fn(usize) -> Vec<(u32, f32)>,
         eligible: impl Fn(&str) -> bool,
     ) -> Vec<(u32, f32)> {
         if k == 0 {
@@ -172,7 +237,7 @@ impl LoadedModel {
         }
         let mut want = 2 * k + 16;
         loop {
-            let best = self.best_listed(want, &score);
+            let best = best(want);
             let exhausted = best.len() < want;
             let out: Vec<(u32, f32)> = best
                 .into_iter()
@@ -268,6 +333,8 @@ thread_local! {
 const THRESHOLD_SAMPLE: usize = 4096;
 /// Below this many items the bounded heap alone is cheap enough.
 const THRESHOLD_MIN_ITEMS: usize = 8192;
+/// Below this many items the `f32` factors fit in cache and the bfloat16 first pass does not pay off.
+pub const APPROX_MIN_ITEMS: usize = 8192;
 
 /// Cosine of two vectors (0 when either is zero).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {

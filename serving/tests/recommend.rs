@@ -267,10 +267,34 @@ fn model_top_k_with_many_rejected_items_matches_checking_every_item() {
     assert!(m.top(&x, 0, |_| true).is_empty());
 }
 
-/// A catalogue large enough for the sampled selection threshold: the result must equal sorting every listed,
-/// eligible item by score (ties to the lower index), with many tied scores, NaN scores and unlisted products.
+/// A catalogue large enough for the sampled selection threshold and the bfloat16 first pass: the result must
+/// equal sorting every listed, eligible item by its exact `f32` score (ties to the lower index). Three
+/// catalogues: quarter-step factors (many tied scores, so the approximation's bound cannot separate the
+/// candidates and the exact scan must take over), the same with NaN rows (no approximation at all), and
+/// continuous factors (the bound separates them).
 #[test]
 fn model_top_k_over_a_large_catalogue_matches_checking_every_item() {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let quarter = |_: usize, _: usize, r: u64| (r % 9) as f32 / 4.0 - 1.0;
+    check_top_k(8, &mut next, &quarter, false, true);
+    check_top_k(8, &mut next, &quarter, true, false);
+    let continuous = |_: usize, _: usize, r: u64| (r % 1_000_003) as f32 / 500_000.0 - 1.0;
+    check_top_k(64, &mut next, &continuous, false, true);
+}
+
+fn check_top_k(
+    k: usize,
+    next: &mut dyn FnMut() -> u64,
+    value: &dyn Fn(usize, usize, u64) -> f32,
+    nan_rows: bool,
+    approximate: bool,
+) {
     use training::linalg::Factors;
     use training::matrix::{Csr, IdIndex};
     use training::model::{Algo, Model};
@@ -278,22 +302,13 @@ fn model_top_k_over_a_large_catalogue_matches_checking_every_item() {
     let catalog = pipelines::catalog::Catalog::generate_with(7, 30_000);
     let n = catalog.len();
     let ids: Vec<String> = catalog.products().iter().map(|p| p.id.clone()).collect();
-    let k = 8;
     let mut item_factors = Factors::zeros(n, k);
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
     for i in 0..n {
         let r = item_factors.row_mut(i);
-        for v in r.iter_mut() {
-            // Quarter steps: many items share a score.
-            *v = (next() % 9) as f32 / 4.0 - 1.0;
+        for (j, v) in r.iter_mut().enumerate() {
+            *v = value(i, j, next());
         }
-        if i.is_multiple_of(997) {
+        if nan_rows && i.is_multiple_of(997) {
             r[0] = f32::NAN;
         }
     }
@@ -310,6 +325,7 @@ fn model_top_k_over_a_large_catalogue_matches_checking_every_item() {
         0.05,
     );
     let m = serving::models::LoadedModel::new(meta("big"), model, &catalog);
+    assert_eq!(m.approximate_first_pass(), approximate);
     let listed: Vec<bool> = ids
         .iter()
         .map(|id| catalog.product(id).is_some_and(|p| p.is_listed()))
@@ -326,20 +342,16 @@ fn model_top_k_over_a_large_catalogue_matches_checking_every_item() {
             .collect();
         let rejected = |i: usize| (i * 7 + case as usize).is_multiple_of(5);
         let eligible = |p: &str| !rejected(index[p]);
-        let eligible_idx: Vec<bool> = (0..n).map(|i| !rejected(i)).collect();
+        let mut exact = Vec::new();
+        training::simd::score_rows(&x, &item_factors, &mut exact);
         let mut expected: Vec<(u32, f32)> = (0..n)
-            .filter(|i| listed[*i] && eligible_idx[*i])
-            .map(|i| {
-                let s: f32 = item_factors.row(i).iter().zip(&x).map(|(a, b)| a * b).sum();
-                (i as u32, s)
-            })
-            .filter(|(_, s)| !s.is_nan())
+            .filter(|i| listed[*i] && !rejected(*i) && !exact[*i].is_nan())
+            .map(|i| (i as u32, exact[i]))
             .collect();
         expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         expected.truncate(want);
         let got = m.top(&x, want, eligible);
-        let ids_of = |v: &[(u32, f32)]| v.iter().map(|e| e.0).collect::<Vec<_>>();
-        assert_eq!(ids_of(&got), ids_of(&expected), "case {case}, k = {want}");
+        assert_eq!(got, expected, "k = {k}, case {case}, top {want}");
     }
 }
 

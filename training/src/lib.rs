@@ -8,6 +8,8 @@
 //! - [`linalg`]: `f32` factor matrices and the dense kernels (dot, axpy, Gram, Cholesky, top-k).
 //! - [`simd`]: dense kernels in a portable and an AVX2 + FMA build chosen at run time (ALS solves, the
 //!   full-catalogue scan of a recommendation).
+//! - [`approx`]: bfloat16 item factors with an error bound, for the approximate first pass of an exact
+//!   top-k scan (serving).
 //! - [`als`]: implicit ALS with CG or Cholesky solves, training loss, fold-in.
 //! - [`bpr`]: BPR by Hogwild SGD.
 //! - [`model`]: a trained model (recommend, similar items, fold-in) and its file format.
@@ -19,6 +21,7 @@
 
 pub mod als;
 pub mod api;
+pub mod approx;
 pub mod bpr;
 pub mod data;
 pub mod error;

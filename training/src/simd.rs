@@ -46,6 +46,30 @@ impl KernelJob for ScoreRows<'_> {
     }
 }
 
+/// `out[j] = x · row_{rows[j]}(f)` for the given rows, with the same kernels (and so the same rounding) as
+/// [`score_rows`]: the exact re-scoring of an approximate pass's candidates.
+pub fn score_some(x: &[f32], f: &Factors, rows: &[u32], out: &mut Vec<f32>) {
+    Isa::detect().dispatch(ScoreSome { x, f, rows, out })
+}
+
+struct ScoreSome<'a> {
+    x: &'a [f32],
+    f: &'a Factors,
+    rows: &'a [u32],
+    out: &'a mut Vec<f32>,
+}
+
+impl KernelJob for ScoreSome<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<K: Kern>(self, kern: K) {
+        self.out.clear();
+        for r in self.rows {
+            self.out.push(kern.dot(self.x, self.f.row(*r as usize)));
+        }
+    }
+}
+
 /// The kernels a solver needs.
 pub(crate) trait Kern: Copy {
     /// `a · b`.
@@ -54,6 +78,9 @@ pub(crate) trait Kern: Copy {
     fn axpy(self, a: f32, x: &[f32], y: &mut [f32]);
     /// `out = scale · M v` for a symmetric row-major `k × k` matrix `M`.
     fn matvec(self, m: &[f32], v: &[f32], scale: f32, out: &mut [f32]);
+    /// `Σ hi(wᵢ)·hᵢ + lo(wᵢ)·lᵢ` where `hi`/`lo` are the two bfloat16 halves of a word as `f32`
+    /// (see [`crate::approx`]).
+    fn dot_pairs(self, h: &[f32], l: &[f32], w: &[u32]) -> f32;
 }
 
 /// The baseline kernels.
@@ -73,7 +100,18 @@ impl Kern for Portable {
     fn matvec(self, m: &[f32], v: &[f32], scale: f32, out: &mut [f32]) {
         linalg::matvec(m, v, scale, out)
     }
+    #[inline(always)]
+    fn dot_pairs(self, h: &[f32], l: &[f32], w: &[u32]) -> f32 {
+        let mut r = 0.0;
+        for ((w, h), l) in w.iter().zip(h).zip(l) {
+            r += f32::from_bits(w & HI) * h + f32::from_bits(w << 16) * l;
+        }
+        r
+    }
 }
+
+/// The high half of a word of two bfloat16 values.
+const HI: u32 = 0xFFFF_0000;
 
 /// The kernels on an instruction set `S` detected at run time.
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +196,29 @@ impl<S: Simd> Kern for Wide<S> {
             }
             out[c] = sum;
         }
+    }
+
+    #[inline(always)]
+    fn dot_pairs(self, h: &[f32], l: &[f32], w: &[u32]) -> f32 {
+        let s = self.0;
+        let (hh, ht) = S::as_simd_f32s(h);
+        let (lh, lt) = S::as_simd_f32s(l);
+        let (wh, wt) = S::as_simd_u32s(w);
+        let mask = s.splat_u32s(HI);
+        let shift = s.splat_u32s(16);
+        let zero = s.splat_f32s(0.0);
+        let (mut a0, mut a1) = (zero, zero);
+        for ((wv, hv), lv) in wh.iter().zip(hh).zip(lh) {
+            let hi = s.transmute_f32s_u32s(s.and_u32s(*wv, mask));
+            let lo = s.transmute_f32s_u32s(s.wrapping_dyn_shl_u32s(*wv, shift));
+            a0 = s.mul_add_e_f32s(hi, *hv, a0);
+            a1 = s.mul_add_e_f32s(lo, *lv, a1);
+        }
+        let mut r = s.reduce_sum_f32s(s.add_f32s(a0, a1));
+        for ((w, h), l) in wt.iter().zip(ht).zip(lt) {
+            r += f32::from_bits(w & HI) * h + f32::from_bits(w << 16) * l;
+        }
+        r
     }
 }
 

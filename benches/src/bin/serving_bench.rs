@@ -469,8 +469,16 @@ async fn seed_rules(serving: &Serving, catalog: &Catalog) -> anyhow::Result<()> 
 fn serve(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        // The server's RSS after each setup step (stderr), to tell which part of the process holds what.
+        let stage = |what: &str| {
+            let (rss, _) = rss_mb(std::process::id());
+            eprintln!("server RSS after {what}: {rss:.0} MB");
+        };
+        stage("start");
         let catalog = Arc::new(Catalog::generate_with(7, args.products));
+        stage("the catalogue");
         let loaded = model(&args, &catalog);
+        stage("the model");
         let prefix = format!(
             "lusso_bench_{}:",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -485,6 +493,7 @@ fn serve(args: Args) -> anyhow::Result<()> {
         };
         let processor = Processor::new(Arc::new(Context::new(catalog.clone(), fcfg)), store);
         seed_features(&processor, &catalog, &args).await?;
+        stage("seeding the feature store");
         let config = ServingConfig::default();
         let registry = prometheus::Registry::new();
         let metrics = ServingMetrics::new(&registry);
@@ -505,7 +514,9 @@ fn serve(args: Args) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             log: None,
         });
+        stage("the price book");
         seed_rules(&serving, &catalog).await?;
+        stage("the rules");
         // Impressions go to an in-process bus standing in for Kafka: in a `serve --role serving` deployment
         // they leave the process, so the bus keeps only 10,000 per partition here (the embedded default of
         // 250,000 would count up to ~1M impressions in the server's RSS).
