@@ -52,10 +52,37 @@ fn placeholder_code(name: &str) -> Option<u32> {
 /// How a blob format writes attribute names (format 2: [`Vocab`] hash codes; format 3: the stored dictionary,
 /// [`super::dict::Dict`]).
 pub(crate) trait Names {
-    /// Writes an optional name.
-    fn write_opt(&self, w: &mut Writer, name: Option<&str>);
+    /// The code of a name, if it has one.
+    fn code_for(&self, name: &str) -> Option<u32>;
+    /// The name of a code (a placeholder for a code this table does not know).
+    fn name_of(&self, code: u64) -> String;
+
+    /// Writes an optional name: head varint 0 = none, `code << 1 | 1` = coded, `(len + 1) << 1` = inline bytes.
+    fn write_opt(&self, w: &mut Writer, name: Option<&str>) {
+        match name {
+            None => w.u64(0),
+            Some(n) => match self.code_for(n) {
+                Some(c) => w.u64((u64::from(c) << 1) | 1),
+                None => {
+                    w.u64(((n.len() as u64) + 1) << 1);
+                    w.buf.extend_from_slice(n.as_bytes());
+                }
+            },
+        }
+    }
+
     /// Reads what [`Names::write_opt`] wrote.
-    fn read_opt(&self, r: &mut Reader<'_>) -> Result<Option<String>>;
+    fn read_opt(&self, r: &mut Reader<'_>) -> Result<Option<String>> {
+        let head = r.u64()?;
+        if head == 0 {
+            return Ok(None);
+        }
+        if head & 1 == 1 {
+            return Ok(Some(self.name_of(head >> 1)));
+        }
+        let len = usize::try_from((head >> 1) - 1).unwrap_or(usize::MAX);
+        r.string_of(len).map(Some)
+    }
 
     fn write(&self, w: &mut Writer, name: &str) {
         self.write_opt(w, Some(name));
@@ -137,34 +164,16 @@ impl Vocab {
 }
 
 impl Names for Vocab {
-    /// Writes an optional name: head varint 0 = none, `code << 1 | 1` = coded, `(len + 1) << 1` = inline bytes.
-    fn write_opt(&self, w: &mut Writer, name: Option<&str>) {
-        match name {
-            None => w.u64(0),
-            Some(n) => match self.code(n) {
-                Some(c) => w.u64((u64::from(c) << 1) | 1),
-                None => {
-                    w.u64(((n.len() as u64) + 1) << 1);
-                    w.buf.extend_from_slice(n.as_bytes());
-                }
-            },
-        }
+    fn code_for(&self, name: &str) -> Option<u32> {
+        self.code(name)
     }
 
-    fn read_opt(&self, r: &mut Reader<'_>) -> Result<Option<String>> {
-        let head = r.u64()?;
-        if head == 0 {
-            return Ok(None);
+    fn name_of(&self, code: u64) -> String {
+        let code = code as u32;
+        match self.names.get(&code) {
+            Some(n) => n.to_string(),
+            None => format!("#{code:06x}"),
         }
-        if head & 1 == 1 {
-            let code = (head >> 1) as u32;
-            return Ok(Some(match self.names.get(&code) {
-                Some(n) => n.to_string(),
-                None => format!("#{code:06x}"),
-            }));
-        }
-        let len = usize::try_from((head >> 1) - 1).unwrap_or(usize::MAX);
-        r.string_of(len).map(Some)
     }
 }
 

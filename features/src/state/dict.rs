@@ -181,37 +181,18 @@ impl Dict {
 }
 
 impl Names for Dict {
-    /// Writes an optional name: head varint 0 = none, `code << 1 | 1` = coded, `(len + 1) << 1` = inline bytes.
-    fn write_opt(&self, w: &mut Writer, name: Option<&str>) {
-        match name {
-            None => w.u64(0),
-            Some(n) => match self.code(n) {
-                Some(c) => w.u64((u64::from(c) << 1) | 1),
-                None => {
-                    w.u64(((n.len() as u64) + 1) << 1);
-                    w.buf.extend_from_slice(n.as_bytes());
-                }
-            },
-        }
+    fn code_for(&self, name: &str) -> Option<u32> {
+        self.code(name)
     }
 
-    fn read_opt(&self, r: &mut Reader<'_>) -> Result<Option<String>> {
-        let head = r.u64()?;
-        if head == 0 {
-            return Ok(None);
+    fn name_of(&self, code: u64) -> String {
+        match self.names.get(code as usize) {
+            Some(n) => n.to_string(),
+            None => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                format!("#{code}")
+            }
         }
-        if head & 1 == 1 {
-            let code = head >> 1;
-            return Ok(Some(match self.names.get(code as usize) {
-                Some(n) => n.to_string(),
-                None => {
-                    self.misses.fetch_add(1, Ordering::Relaxed);
-                    format!("#{code}")
-                }
-            }));
-        }
-        let len = usize::try_from((head >> 1) - 1).unwrap_or(usize::MAX);
-        r.string_of(len).map(Some)
     }
 }
 
