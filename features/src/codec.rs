@@ -42,9 +42,9 @@ impl Writer {
         self.buf.extend_from_slice(&v.to_le_bytes()[..6]);
     }
 
-    /// The low 24 bits of `v`, little-endian.
-    pub(crate) fn fixed_u24(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes()[..3]);
+    /// Two bytes, little-endian.
+    pub(crate) fn fixed_u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
     pub(crate) fn str(&mut self, s: &str) {
@@ -146,12 +146,13 @@ impl<'a> Reader<'a> {
         String::from_utf8(b.to_vec()).map_err(|_| self.corrupt("utf-8 string"))
     }
 
-    /// 48-bit little-endian fixed-width value.
-    pub(crate) fn fixed_u24(&mut self) -> Result<u32> {
-        let b = self.take(3, "u24")?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], 0]))
+    /// What [`Writer::fixed_u16`] wrote.
+    pub(crate) fn fixed_u16(&mut self) -> Result<u16> {
+        let b = self.take(2, "u16")?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
     }
 
+    /// 48-bit little-endian fixed-width value.
     pub(crate) fn fixed_u48(&mut self) -> Result<u64> {
         let b = self.take(6, "u48")?;
         let mut a = [0u8; 8];

@@ -2,28 +2,26 @@
 //!
 //! Each value is rounded to bfloat16 (the top 16 bits of an `f32`: same range, 8 bits of mantissa) and two
 //! values share a 32-bit word, so a scan of the whole catalogue streams half the bytes of the `f32` factors;
-//! decoding is a mask and a shift, then the same fused multiply-adds. Every approximate score is within
+//! decoding is a mask and a shift, then fused multiply-adds. Every approximate score is within
 //! [`Bf16Factors::error_bound`] of the exact `f32` score (Cauchy–Schwarz over the rounding error of the row,
 //! plus the floating-point error of both sums), which is what lets a caller take the best candidates by the
 //! approximate score, re-score only those exactly, and prove that no item left out could have ranked among them.
 //!
-//! Layout: each row is padded to a multiple of 16 values; in block `b` of 16, word `8b + i` holds value
-//! `16b + i` in its high half and value `16b + 8 + i` in its low half. The query is permuted the same way once
-//! per scan ([`Bf16Factors::query`]), so the layout does not depend on the vector width of the CPU.
+//! Layout: rows in blocks of 8 (the last block padded with zero rows), each block dimension-pair-major: word
+//! `8p + r` of a block holds values `2p` (high half) and `2p + 1` (low half) of the block's row `r` (`k` padded
+//! to even). A block's 8 scores are then one vector of 8 lanes, each lane one row: the scan needs no horizontal
+//! sum per row (which cost more than the multiply-adds in a row-major scan of 64 values).
 
 use crate::linalg::{self, Factors};
-use crate::simd::{Isa, Kern, KernelJob};
-
-/// Values per block of the layout (8 words).
-const BLOCK: usize = 16;
+use crate::simd::{Isa, Kern, KernelJob, BLOCK_ROWS};
 
 /// bfloat16 item factors with the bound of their rounding error.
 #[derive(Debug, Clone)]
 pub struct Bf16Factors {
     rows: usize,
     k: usize,
-    /// Words per row.
-    words: usize,
+    /// Value pairs per row (`k` rounded up to even, halved).
+    pairs: usize,
     data: Vec<u32>,
     /// Largest `‖yᵢ − ŷᵢ‖` over the rows (`ŷ` the rounded row).
     max_error: f32,
@@ -31,11 +29,10 @@ pub struct Bf16Factors {
     max_norm: f32,
 }
 
-/// A query permuted to the word layout: the `f32` that multiplies each word's high and low half.
+/// A query for [`Bf16Factors::score_rows`]: the vector padded to even length, and its norm.
 #[derive(Debug, Clone)]
 pub struct Query {
-    hi: Vec<f32>,
-    lo: Vec<f32>,
+    x: Vec<f32>,
     norm: f32,
 }
 
@@ -46,24 +43,19 @@ fn round_bf16(v: f32) -> u32 {
     rounded & 0xFFFF_0000
 }
 
-/// The position of value `j` of a row: (word, high half?).
-fn place(j: usize) -> (usize, bool) {
-    let (b, r) = (j / BLOCK, j % BLOCK);
-    (b * 8 + r % 8, r < 8)
-}
-
 impl Bf16Factors {
     /// The rounded factors; `None` when a value is not finite (no error bound holds then) or rounds to an
     /// infinity.
     pub fn new(f: &Factors) -> Option<Bf16Factors> {
-        let words = f.k.div_ceil(BLOCK) * BLOCK / 2;
-        let mut data = vec![0u32; f.rows * words];
+        let pairs = f.k.div_ceil(2);
+        let block_words = pairs * BLOCK_ROWS;
+        let mut data = vec![0u32; f.rows.div_ceil(BLOCK_ROWS) * block_words];
         let (mut max_error, mut max_norm) = (0f64, 0f64);
         for r in 0..f.rows {
-            let row = f.row(r);
-            let out = &mut data[r * words..(r + 1) * words];
+            let block = &mut data[(r / BLOCK_ROWS) * block_words..][..block_words];
+            let lane = r % BLOCK_ROWS;
             let (mut err, mut norm) = (0f64, 0f64);
-            for (j, v) in row.iter().enumerate() {
+            for (j, v) in f.row(r).iter().enumerate() {
                 if !v.is_finite() {
                     return None;
                 }
@@ -74,8 +66,7 @@ impl Bf16Factors {
                 }
                 err += (f64::from(*v) - f64::from(back)).powi(2);
                 norm += f64::from(*v).powi(2);
-                let (w, high) = place(j);
-                out[w] |= if high { h } else { h >> 16 };
+                block[(j / 2) * BLOCK_ROWS + lane] |= if j % 2 == 0 { h } else { h >> 16 };
             }
             max_error = max_error.max(err.sqrt());
             max_norm = max_norm.max(norm.sqrt());
@@ -83,7 +74,7 @@ impl Bf16Factors {
         Some(Bf16Factors {
             rows: f.rows,
             k: f.k,
-            words,
+            pairs,
             data,
             // Rounded up so that the bound stays a bound after the conversion to `f32`.
             max_error: (max_error * (1.0 + 1e-6)) as f32,
@@ -100,24 +91,15 @@ impl Bf16Factors {
         self.data.len() * 4
     }
 
-    /// `x` in the word layout (`None` when `x` has the wrong length or a value that is not finite).
+    /// `x` ready for a scan (`None` when `x` has the wrong length or a value that is not finite).
     pub fn query(&self, x: &[f32]) -> Option<Query> {
         if x.len() != self.k || x.iter().any(|v| !v.is_finite()) {
             return None;
         }
-        let mut hi = vec![0f32; self.words];
-        let mut lo = vec![0f32; self.words];
-        for (j, v) in x.iter().enumerate() {
-            let (w, high) = place(j);
-            if high {
-                hi[w] = *v;
-            } else {
-                lo[w] = *v;
-            }
-        }
+        let mut padded = x.to_vec();
+        padded.resize(2 * self.pairs, 0.0);
         Some(Query {
-            hi,
-            lo,
+            x: padded,
             norm: linalg::dot(x, x).sqrt(),
         })
     }
@@ -126,39 +108,41 @@ impl Bf16Factors {
     /// `‖x‖·max‖yᵢ − ŷᵢ‖` for the rounding, plus a floating-point allowance of `2(k + 16)·ε·‖x‖·max‖yᵢ‖` for
     /// the two sums (each off by at most `k·ε` of `Σ|xⱼyⱼ| ≤ ‖x‖‖y‖`, with margin).
     pub fn error_bound(&self, q: &Query) -> f32 {
-        let fp = 2.0 * (self.k + BLOCK) as f32 * f32::EPSILON;
+        let fp = 2.0 * (self.k + 16) as f32 * f32::EPSILON;
         q.norm * self.max_error + fp * q.norm * (self.max_norm + self.max_error)
     }
 
     /// `out[i]` = the approximate score of row `i` (`out` is cleared first).
     pub fn score_rows(&self, q: &Query, out: &mut Vec<f32>) {
-        Isa::detect().dispatch(ScorePairs { f: self, q, out })
+        Isa::detect().dispatch(ScoreBlocks { f: self, q, out })
     }
 }
 
-struct ScorePairs<'a> {
+struct ScoreBlocks<'a> {
     f: &'a Bf16Factors,
     q: &'a Query,
     out: &'a mut Vec<f32>,
 }
 
-impl KernelJob for ScorePairs<'_> {
+impl KernelJob for ScoreBlocks<'_> {
     type Output = ();
     #[inline(always)]
     fn run<K: Kern>(self, kern: K) {
         self.out.clear();
-        self.out.resize(self.f.rows, 0.0);
-        if self.f.words == 0 {
-            return;
+        self.out
+            .resize(self.f.rows.div_ceil(BLOCK_ROWS) * BLOCK_ROWS, 0.0);
+        if self.f.pairs > 0 {
+            let block_words = self.f.pairs * BLOCK_ROWS;
+            // A plain loop (see `simd`): the kernel must inline into the dispatched function.
+            for (o, w) in self
+                .out
+                .chunks_exact_mut(BLOCK_ROWS)
+                .zip(self.f.data.chunks_exact(block_words))
+            {
+                kern.score_block(&self.q.x, w, o);
+            }
         }
-        // A plain loop (see `simd`): the kernel must inline into the dispatched function.
-        for (o, w) in self
-            .out
-            .iter_mut()
-            .zip(self.f.data.chunks_exact(self.f.words))
-        {
-            *o = kern.dot_pairs(&self.q.hi, &self.q.lo, w);
-        }
+        self.out.truncate(self.f.rows);
     }
 }
 
@@ -184,6 +168,17 @@ mod tests {
                 let d = (s - e).abs();
                 assert!(d <= bound, "k={k} row {i}: {s} vs {e}, bound {bound}");
                 worst = worst.max(d);
+            }
+            // The portable kernels (CPUs without AVX2) give the same scores within the bound.
+            let mut portable = Vec::new();
+            Isa::portable().dispatch(ScoreBlocks {
+                f: &a,
+                q: &q,
+                out: &mut portable,
+            });
+            assert_eq!(portable.len(), exact.len());
+            for (p, e) in portable.iter().zip(&exact) {
+                assert!((p - e).abs() <= bound, "k={k}: portable {p} vs {e}");
             }
             // The rounding really happened (the bound is not met by scoring in f32).
             assert!(worst > 0.0, "k={k}");

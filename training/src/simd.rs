@@ -78,9 +78,10 @@ pub(crate) trait Kern: Copy {
     fn axpy(self, a: f32, x: &[f32], y: &mut [f32]);
     /// `out = scale · M v` for a symmetric row-major `k × k` matrix `M`.
     fn matvec(self, m: &[f32], v: &[f32], scale: f32, out: &mut [f32]);
-    /// `Σ hi(wᵢ)·hᵢ + lo(wᵢ)·lᵢ` where `hi`/`lo` are the two bfloat16 halves of a word as `f32`
-    /// (see [`crate::approx`]).
-    fn dot_pairs(self, h: &[f32], l: &[f32], w: &[u32]) -> f32;
+    /// The scores of one block of [`BLOCK_ROWS`] rows stored as bfloat16 pairs (see [`crate::approx`]):
+    /// `out[r] = Σₚ hi(w[p][r])·x[2p] + lo(w[p][r])·x[2p+1]`, `x` of even length, `w` of `x.len() / 2` groups of
+    /// [`BLOCK_ROWS`] words.
+    fn score_block(self, x: &[f32], w: &[u32], out: &mut [f32]);
 }
 
 /// The baseline kernels.
@@ -101,17 +102,27 @@ impl Kern for Portable {
         linalg::matvec(m, v, scale, out)
     }
     #[inline(always)]
-    fn dot_pairs(self, h: &[f32], l: &[f32], w: &[u32]) -> f32 {
-        let mut r = 0.0;
-        for ((w, h), l) in w.iter().zip(h).zip(l) {
-            r += f32::from_bits(w & HI) * h + f32::from_bits(w << 16) * l;
-        }
-        r
+    fn score_block(self, x: &[f32], w: &[u32], out: &mut [f32]) {
+        score_block_scalar(x, w, out)
     }
 }
 
 /// The high half of a word of two bfloat16 values.
 const HI: u32 = 0xFFFF_0000;
+
+/// Rows per block of the bfloat16 layout (one AVX2 vector of scores).
+pub(crate) const BLOCK_ROWS: usize = 8;
+
+#[inline(always)]
+fn score_block_scalar(x: &[f32], w: &[u32], out: &mut [f32]) {
+    out.fill(0.0);
+    for (p, group) in w.chunks_exact(BLOCK_ROWS).enumerate() {
+        let (a, b) = (x[2 * p], x[2 * p + 1]);
+        for (o, w) in out.iter_mut().zip(group) {
+            *o += f32::from_bits(w & HI) * a + f32::from_bits(w << 16) * b;
+        }
+    }
+}
 
 /// The kernels on an instruction set `S` detected at run time.
 #[derive(Debug, Clone, Copy)]
@@ -199,26 +210,38 @@ impl<S: Simd> Kern for Wide<S> {
     }
 
     #[inline(always)]
-    fn dot_pairs(self, h: &[f32], l: &[f32], w: &[u32]) -> f32 {
+    fn score_block(self, x: &[f32], w: &[u32], out: &mut [f32]) {
         let s = self.0;
-        let (hh, ht) = S::as_simd_f32s(h);
-        let (lh, lt) = S::as_simd_f32s(l);
-        let (wh, wt) = S::as_simd_u32s(w);
+        // One vector holds the scores of a block: 8 `f32` lanes (AVX2). Other widths take the scalar loop.
+        if core::mem::size_of::<S::f32s>() != BLOCK_ROWS * 4 {
+            return score_block_scalar(x, w, out);
+        }
+        let (groups, _) = S::as_simd_u32s(w);
         let mask = s.splat_u32s(HI);
         let shift = s.splat_u32s(16);
         let zero = s.splat_f32s(0.0);
-        let (mut a0, mut a1) = (zero, zero);
-        for ((wv, hv), lv) in wh.iter().zip(hh).zip(lh) {
-            let hi = s.transmute_f32s_u32s(s.and_u32s(*wv, mask));
-            let lo = s.transmute_f32s_u32s(s.wrapping_dyn_shl_u32s(*wv, shift));
-            a0 = s.mul_add_e_f32s(hi, *hv, a0);
-            a1 = s.mul_add_e_f32s(lo, *lv, a1);
+        // Four accumulators (two pairs of dimensions per step) hide the FMA latency; no horizontal sums: each
+        // lane is one row's score.
+        let mut acc = [zero; 4];
+        let mut pairs = groups.chunks_exact(2);
+        let mut xs = x.chunks_exact(4);
+        for (g, xv) in (&mut pairs).zip(&mut xs) {
+            for h in 0..2 {
+                let hi = s.transmute_f32s_u32s(s.and_u32s(g[h], mask));
+                let lo = s.transmute_f32s_u32s(s.wrapping_dyn_shl_u32s(g[h], shift));
+                acc[2 * h] = s.mul_add_e_f32s(hi, s.splat_f32s(xv[2 * h]), acc[2 * h]);
+                acc[2 * h + 1] = s.mul_add_e_f32s(lo, s.splat_f32s(xv[2 * h + 1]), acc[2 * h + 1]);
+            }
         }
-        let mut r = s.reduce_sum_f32s(s.add_f32s(a0, a1));
-        for ((w, h), l) in wt.iter().zip(ht).zip(lt) {
-            r += f32::from_bits(w & HI) * h + f32::from_bits(w << 16) * l;
+        for (g, xv) in pairs.remainder().iter().zip(xs.remainder().chunks_exact(2)) {
+            let hi = s.transmute_f32s_u32s(s.and_u32s(*g, mask));
+            let lo = s.transmute_f32s_u32s(s.wrapping_dyn_shl_u32s(*g, shift));
+            acc[0] = s.mul_add_e_f32s(hi, s.splat_f32s(xv[0]), acc[0]);
+            acc[1] = s.mul_add_e_f32s(lo, s.splat_f32s(xv[1]), acc[1]);
         }
-        r
+        let sum = s.add_f32s(s.add_f32s(acc[0], acc[1]), s.add_f32s(acc[2], acc[3]));
+        let (o, _) = S::as_mut_simd_f32s(out);
+        o[0] = sum;
     }
 }
 
