@@ -216,17 +216,27 @@ impl Decayed {
             .for_each(|(_, s)| *s = on_score_grid(*s));
     }
 
-    /// The compact form: reference time relative to `newest_ms`, names through `names`, scores as 4-byte floats
-    /// (format 2) or 2-byte grid codes (format 3).
+    /// The compact form, names through `names`. Format 2 (`grid` false): reference time relative to `base_ms`,
+    /// count, scores as 4-byte floats. Format 3: count, then (only when there are scores) the reference time
+    /// relative to `base_ms`, scores as 2-byte grid codes; a shopper's four groups are usually updated by the
+    /// same event, so format 3 passes the previous group's reference as `base_ms` and the later ones take a
+    /// byte each.
     pub(crate) fn encode_compact(
         &self,
         w: &mut Writer,
         names: &impl Names,
-        newest_ms: i64,
+        base_ms: i64,
         grid: bool,
     ) {
-        w.i64(newest_ms - self.ref_ms);
-        w.usize(self.scores.len());
+        if grid {
+            w.usize(self.scores.len());
+            if !self.scores.is_empty() {
+                w.i64(base_ms - self.ref_ms);
+            }
+        } else {
+            w.i64(base_ms - self.ref_ms);
+            w.usize(self.scores.len());
+        }
         for (n, s) in &self.scores {
             names.write(w, n);
             if grid {
@@ -240,11 +250,15 @@ impl Decayed {
     pub(crate) fn decode_compact(
         r: &mut Reader<'_>,
         names: &impl Names,
-        newest_ms: i64,
+        base_ms: i64,
         grid: bool,
     ) -> Result<Decayed> {
-        let ref_ms = newest_ms - r.i64()?;
-        let n = r.usize()?;
+        let (ref_ms, n) = if grid {
+            let n = r.usize()?;
+            (if n > 0 { base_ms - r.i64()? } else { 0 }, n)
+        } else {
+            (base_ms - r.i64()?, r.usize()?)
+        };
         let mut scores = Vec::with_capacity(n);
         for _ in 0..n {
             let name = names.read(r)?;

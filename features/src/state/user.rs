@@ -343,8 +343,13 @@ impl UserState {
         mark("last viewed", w.buf.len());
         write_recent(&mut w, &self.purchased, newest, 1000);
         mark("last purchased", w.buf.len());
+        // Each group's reference time relative to the previous non-empty group's (the first: the newest event).
+        let mut base = newest;
         for a in &self.affinity {
-            a.encode_compact(&mut w, dict, newest, true);
+            a.encode_compact(&mut w, dict, base, true);
+            if !a.scores.is_empty() {
+                base = a.ref_ms;
+            }
         }
         mark("affinities", w.buf.len());
         w.usize(self.sizes.len());
@@ -389,12 +394,14 @@ impl UserState {
         let counts = Counters::decode_masked(&mut r, newest)?;
         let viewed = read_recent(&mut r, newest, 1000)?;
         let purchased = read_recent(&mut r, newest, 1000)?;
-        let affinity = [
-            Decayed::decode_compact(&mut r, dict, newest, true)?,
-            Decayed::decode_compact(&mut r, dict, newest, true)?,
-            Decayed::decode_compact(&mut r, dict, newest, true)?,
-            Decayed::decode_compact(&mut r, dict, newest, true)?,
-        ];
+        let mut affinity: [Decayed; 4] = Default::default();
+        let mut base = newest;
+        for a in &mut affinity {
+            *a = Decayed::decode_compact(&mut r, dict, base, true)?;
+            if !a.scores.is_empty() {
+                base = a.ref_ms;
+            }
+        }
         let n = r.usize()?;
         let mut sizes = Vec::with_capacity(n);
         for _ in 0..n {
