@@ -81,6 +81,8 @@ const SCORE_MAX_EXP: i32 = 15;
 
 /// Mantissa bits of the score grid.
 const SCORE_MANTISSA_BITS: u32 = 11;
+/// The grid's relative step: two stored scores of about `x` differ by at least `x · SCORE_STEP`.
+pub const SCORE_STEP: f64 = 1.0 / (1u32 << SCORE_MANTISSA_BITS) as f64;
 
 /// The 16-bit code of an affinity score: a float with a 5-bit exponent and an 11-bit mantissa (relative step
 /// 2⁻¹¹ ≈ 4.9·10⁻⁴), rounded to nearest, ties to even, so the rounding after each update is unbiased (a score
