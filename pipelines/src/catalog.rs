@@ -12,8 +12,6 @@
 //!   Each product has exactly one colour and one variant per size of its
 //!   category's size system (`TU`, *taglia unica*, for one-size items).
 
-use std::collections::{BTreeMap, HashMap};
-
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -288,7 +286,7 @@ pub struct Catalog {
     locations: Vec<Location>,
     products: Vec<Product>,
     #[serde(skip)]
-    index: HashMap<String, usize>,
+    index: foldhash::HashMap<String, usize>,
 }
 
 /// Serialized form of [`Catalog`]; the index is rebuilt on deserialisation.
@@ -306,13 +304,9 @@ struct CatalogData {
 impl From<CatalogData> for Catalog {
     fn from(mut d: CatalogData) -> Self {
         let index = build_index(&d.products);
-        let shared: BTreeMap<&str, std::sync::Arc<str>> = d
-            .locations
-            .iter()
-            .map(|l| (l.id.as_str(), std::sync::Arc::from(l.id.as_str())))
-            .collect();
+        let mut lists = Vec::new();
         for v in d.products.iter_mut().flat_map(|p| p.variants.iter_mut()) {
-            v.stock.share_ids(&shared);
+            v.stock.share_ids(&mut lists);
         }
         Catalog {
             seed: d.seed,
@@ -327,7 +321,7 @@ impl From<CatalogData> for Catalog {
     }
 }
 
-fn build_index(products: &[Product]) -> HashMap<String, usize> {
+fn build_index(products: &[Product]) -> foldhash::HashMap<String, usize> {
     products
         .iter()
         .enumerate()

@@ -42,7 +42,7 @@ pub struct ProductView {
     pub co_viewed: Vec<(String, u32)>,
 }
 
-type Cache<T> = Mutex<HashMap<String, (Instant, T)>>;
+type Cache<T> = Mutex<foldhash::HashMap<String, (Instant, T)>>;
 
 /// Feature-store reads for requests.
 pub struct Lookups {
@@ -66,8 +66,8 @@ impl Lookups {
             timeout,
             ttl,
             max_products,
-            popularity: Mutex::new(HashMap::new()),
-            products: Mutex::new(HashMap::new()),
+            popularity: Mutex::default(),
+            products: Mutex::default(),
         }
     }
 

@@ -29,6 +29,9 @@ pub struct LoadedModel {
     pub model: Model,
     /// Per model item: the product is listed in the catalogue (not hidden, not discontinued, known).
     listed: Vec<bool>,
+    /// Per model item: its position in the catalogue ([`NOT_IN_CATALOGUE`] when unknown), so the request's
+    /// filters are checked by position instead of by looking the id up.
+    positions: Vec<u32>,
     /// Per collection of the catalogue, its products by this model's popularity (catalogue indices), built on
     /// first use; at most one entry per catalogue collection.
     rankings: Mutex<HashMap<String, Arc<[u32]>>>,
@@ -56,11 +59,19 @@ impl Ord for Entry {
 
 impl LoadedModel {
     pub fn new(meta: ModelMeta, model: Model, catalog: &Catalog) -> LoadedModel {
-        let listed = model
+        let positions: Vec<u32> = model
             .items
             .ids()
             .iter()
-            .map(|id| catalog.product(id).is_some_and(|p| p.is_listed()))
+            .map(|id| {
+                catalog
+                    .product_index(id)
+                    .map_or(NOT_IN_CATALOGUE, |i| i as u32)
+            })
+            .collect();
+        let listed = positions
+            .iter()
+            .map(|&i| i != NOT_IN_CATALOGUE && catalog.products()[i as usize].is_listed())
             .collect();
         let approx = (model.algo != Algo::Pop
             && model.k() > 0
@@ -71,6 +82,7 @@ impl LoadedModel {
             meta,
             model,
             listed,
+            positions,
             rankings: Mutex::new(HashMap::new()),
             approx,
         }
@@ -112,6 +124,14 @@ impl LoadedModel {
         self.model.items.id(i)
     }
 
+    /// The catalogue position of item `i` (`None`: not in the catalogue the model was loaded against).
+    pub fn catalog_position(&self, i: u32) -> Option<usize> {
+        match self.positions.get(i as usize) {
+            Some(&p) if p != NOT_IN_CATALOGUE => Some(p as usize),
+            _ => None,
+        }
+    }
+
     /// Training popularity of a product (0 for one the model has not seen).
     pub fn popularity(&self, product_id: &str) -> f64 {
         self.model
@@ -137,6 +157,16 @@ impl LoadedModel {
 
     /// The `k` best listed items for `x` (by `x · yᵢ`) that `eligible` accepts, best first.
     pub fn top(&self, x: &[f32], k: usize, eligible: impl Fn(&str) -> bool) -> Vec<(u32, f32)> {
+        self.top_items(x, k, |i| eligible(self.model.items.id(i)))
+    }
+
+    /// [`LoadedModel::top`] with eligibility by model item (see [`LoadedModel::catalog_position`]).
+    pub fn top_items(
+        &self,
+        x: &[f32],
+        k: usize,
+        eligible: impl Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
         // One score buffer per worker thread (items × 4 bytes), reused instead of allocated per request.
         SCORES.with(|cell| {
             let mut scores = cell.take();
@@ -202,19 +232,19 @@ impl LoadedModel {
             return Some(self.select(
                 k,
                 |want| self.best_listed(want, &|i| pop[i]),
-                |p| p != product_id && eligible(p),
+                |i| i != item && eligible(self.model.items.id(i)),
             ));
         }
         let scores = self.model.cosine_scores(item);
         Some(self.select(
             k,
             |want| self.best_listed(want, &|j| scores[j]),
-            |p| p != product_id && eligible(p),
+            |i| i != item && eligible(self.model.items.id(i)),
         ))
     }
 
-    /// The `k` most popular listed items (training users per item) that `eligible` accepts.
-    pub fn popular(&self, k: usize, eligible: impl Fn(&str) -> bool) -> Vec<(u32, f32)> {
+    /// The `k` most popular listed items (training users per item) that `eligible` (by model item) accepts.
+    pub fn popular(&self, k: usize, eligible: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
         let pop = &self.model.popularity;
         self.select(k, |want| self.best_listed(want, &|i| pop[i]), eligible)
     }
@@ -230,7 +260,7 @@ impl LoadedModel {
         &self,
         k: usize,
         best: impl Fn(usize) -> Vec<(u32, f32)>,
-        eligible: impl Fn(&str) -> bool,
+        eligible: impl Fn(u32) -> bool,
     ) -> Vec<(u32, f32)> {
         if k == 0 {
             return Vec::new();
@@ -241,7 +271,7 @@ impl LoadedModel {
             let exhausted = best.len() < want;
             let out: Vec<(u32, f32)> = best
                 .into_iter()
-                .filter(|(i, _)| eligible(self.model.items.id(*i)))
+                .filter(|(i, _)| eligible(*i))
                 .take(k)
                 .collect();
             if out.len() == k || exhausted {
@@ -329,6 +359,8 @@ thread_local! {
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// [`LoadedModel::positions`] of an item the catalogue does not have.
+const NOT_IN_CATALOGUE: u32 = u32::MAX;
 /// Items sampled to place the selection threshold (a 4k-element select costs far less than a heap over 50k).
 const THRESHOLD_SAMPLE: usize = 4096;
 /// Below this many items the bounded heap alone is cheap enough.

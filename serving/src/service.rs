@@ -13,6 +13,7 @@ use pipelines::catalog::Catalog;
 use pipelines::log::EventLog;
 use tokio_util::sync::CancellationToken;
 
+use crate::catalog::CatalogIndex;
 use crate::config::ServingConfig;
 use crate::experiments::postgres::PgExperimentStore;
 use crate::experiments::store::{ExperimentStore, MemoryExperimentStore};
@@ -85,6 +86,8 @@ pub(crate) struct Inner {
     pub(crate) impressions: Impressions,
     pub(crate) metrics: ServingMetrics,
     pub(crate) log: Option<Arc<dyn EventLog>>,
+    /// What the request's filters read of `catalog`, by position.
+    catalog_index: CatalogIndex,
     rules: RwLock<Arc<Vec<Rule>>>,
     rules_rev: AtomicI64,
     experiments: RwLock<Arc<Vec<Experiment>>>,
@@ -103,6 +106,7 @@ impl Serving {
         Serving {
             inner: Arc::new(Inner {
                 config: p.config,
+                catalog_index: CatalogIndex::new(&p.catalog),
                 catalog: p.catalog,
                 models: p.models,
                 lookups: p.lookups,
@@ -126,6 +130,11 @@ impl Serving {
 
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.inner.catalog
+    }
+
+    /// What the request's filters read of the catalogue, by position.
+    pub fn catalog_index(&self) -> &CatalogIndex {
+        &self.inner.catalog_index
     }
 
     pub fn models(&self) -> &Arc<Models> {

@@ -20,7 +20,9 @@ async fn create(fx: &Fixture, rule: Value) -> Value {
 }
 
 fn attr(id: &str, name: &str) -> String {
-    serving::catalog::attribute(catalog().product(id).unwrap(), name).unwrap()
+    serving::catalog::attribute(catalog().product(id).unwrap(), name)
+        .unwrap()
+        .to_string()
 }
 
 async fn rules_act_on_the_list(real: bool) {

@@ -4,8 +4,6 @@
 //! interactions take ≈ 80 MB per orientation (the trainers keep both, user × item and item × user: ≈ 160 MB),
 //! built by a counting sort in O(nnz + rows) with no hashing on the hot path.
 
-use std::collections::HashMap;
-
 /// Compressed sparse rows: row `r`'s columns are `indices[indptr[r]..indptr[r+1]]`, strictly increasing, with
 /// their values in `data` at the same positions.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -133,7 +131,7 @@ impl Csr {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IdIndex {
     ids: Vec<String>,
-    positions: HashMap<String, u32>,
+    positions: foldhash::HashMap<String, u32>,
 }
 
 impl IdIndex {

@@ -4,12 +4,16 @@
 //! fifth of the requests, per-category diversity).
 //!
 //! The server runs in a child process (this binary with `--serve`), so its resident memory is its own; the
-//! parent is the load generator (our own: open-loop at a fixed rate, latency measured from each request's
-//! *scheduled* start so a stall is not hidden by coordinated omission; then closed-loop for the maximum rate).
-//! The baseline is a bare axum handler (`GET /bare`, a constant small JSON) on the same server, measured in the
-//! same run. Server and load generator share the machine's 2 cores.
+//! parent is the load generator (our own: open-loop at a fixed rate paced from an OS thread, latency measured
+//! from each request's *scheduled* start so a stall is not hidden by coordinated omission; then closed-loop for
+//! the maximum rate). The baseline is a bare axum handler (`GET /bare`, a constant small JSON) on the same
+//! server, measured in the same run. Server and load generator share the machine's 2 cores.
 //!
-//! `cargo run --release -p lusso-benches --bin serving_bench -- [--rate 1000] [--seconds 10]`
+//! With `--redis-url` the load generator seeds the shoppers under a fresh key prefix and drops the keys at the
+//! end; with `--kafka-brokers` the server produces impressions to the broker, as a deployed serving role does.
+//!
+//! `cargo run --release -p lusso-benches --bin serving_bench -- [--rate 1000] [--seconds 10]
+//! [--redis-url redis://127.0.0.1:6379] [--kafka-brokers 127.0.0.1:9092]`
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
@@ -23,6 +27,7 @@ use features::state::stream_id;
 use features::store::FeatureStore;
 use features::{Context, FeaturesConfig};
 use hdrhistogram::Histogram;
+use pipelines::bus::EventBus as _;
 use pipelines::catalog::Catalog;
 use pipelines::event::{Event, OrderLine, ProductView, Properties, Purchase};
 use rand::{Rng, SeedableRng};
@@ -58,15 +63,29 @@ struct Args {
     /// Concurrent connections of the closed-loop runs.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Use Redis (fresh key prefix) as the feature store instead of memory.
+    /// Use Redis (fresh key prefix) as the feature store instead of memory. The load generator then seeds
+    /// the shoppers itself, so the server's RSS holds only what serving keeps.
     #[arg(long)]
     redis_url: Option<String>,
+    /// Produce impressions and exposures to this Kafka-protocol broker (a fresh topic), as a deployed
+    /// serving role does, instead of to an in-process bus holding the last 10,000 per partition.
+    #[arg(long)]
+    kafka_brokers: Option<String>,
+    /// Internal: the feature store's key prefix, already seeded by the load generator.
+    #[arg(long, hide = true)]
+    seeded_prefix: Option<String>,
     /// Internal: run the server and print its address.
     #[arg(long, hide = true)]
     serve: bool,
 }
 
+/// The allocator of the `lusso` binary, so the server measured here allocates as a deployed one does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const FOLD_IN_SHOPPERS: usize = 10_000;
+/// Both processes generate the same catalogue from this seed.
+const CATALOGUE_SEED: u64 = 7;
 const ANONYMOUS: usize = 5_000;
 const MARKETS: [&str; 6] = ["IT", "FR", "DE", "GB", "CH", "US"];
 
@@ -75,6 +94,11 @@ fn main() -> anyhow::Result<()> {
     if args.serve {
         return serve(args);
     }
+    let rt = tokio::runtime::Runtime::new()?;
+    let seeded = match &args.redis_url {
+        Some(u) => Some(rt.block_on(seed_redis(&args, u))?),
+        None => None,
+    };
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("--serve")
@@ -82,8 +106,11 @@ fn main() -> anyhow::Result<()> {
         .args(["--factors", &args.factors.to_string()])
         .args(["--users", &args.users.to_string()])
         .stdout(Stdio::piped());
-    if let Some(u) = &args.redis_url {
-        cmd.args(["--redis-url", u]);
+    if let (Some(u), Some(prefix)) = (&args.redis_url, &seeded) {
+        cmd.args(["--redis-url", u, "--seeded-prefix", prefix]);
+    }
+    if let Some(b) = &args.kafka_brokers {
+        cmd.args(["--kafka-brokers", b]);
     }
     let mut child = cmd.spawn()?;
     let pid = child.id();
@@ -98,11 +125,42 @@ fn main() -> anyhow::Result<()> {
         }
         println!("{line}");
     };
-    let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(load(&args, &addr, pid));
     let _ = child.kill();
     let _ = child.wait();
+    if let (Some(u), Some(prefix)) = (&args.redis_url, &seeded) {
+        let dropped = rt.block_on(drop_keys(u, prefix))?;
+        println!("dropped the run's {dropped} Redis keys (`{prefix}*`)");
+    }
     result
+}
+
+/// Deletes every key under `prefix` (SCAN + DEL, a thousand at a time).
+async fn drop_keys(url: &str, prefix: &str) -> anyhow::Result<u64> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let (mut cursor, mut dropped) = (0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            dropped += redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<u64>(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(dropped);
+        }
+        cursor = next;
+    }
 }
 
 fn rss_mb(pid: u32) -> (f64, f64) {
@@ -165,32 +223,47 @@ async fn load(args: &Args, addr: &str, pid: u32) -> anyhow::Result<()> {
     let total = args.rate * args.seconds;
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     let start = Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let due = start + interval * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let (http, url, hist, errors) = (
-            http.clone(),
-            mix[i as usize % mix.len()].clone(),
-            hist.clone(),
-            errors.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => {
-                    let _ = r.bytes().await;
-                    let us = due.elapsed().as_micros() as u64;
-                    hist.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .record(us.max(1))
-                        .ok();
-                }
-                _ => {
-                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+    // Paced from a thread of its own with the OS's sleep (tens of µs late) rather than tokio's timer, whose
+    // millisecond ticks would send each request up to 1 ms after its scheduled start and count the
+    // generator's lateness as the server's latency. The lateness left is measured and printed.
+    let (runtime, pacer_mix, pacer_http) =
+        (tokio::runtime::Handle::current(), mix.clone(), http.clone());
+    let (pacer_hist, pacer_errors) = (hist.clone(), errors.clone());
+    let (tasks, late) = tokio::task::spawn_blocking(move || {
+        let mut late = Histogram::<u64>::new(3).expect("histogram");
+        let mut tasks = Vec::with_capacity(total as usize);
+        for i in 0..total {
+            let due = start + interval * i as u32;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
             }
-        }));
-    }
+            late.record(due.elapsed().as_micros() as u64).ok();
+            let (http, url, hist, errors) = (
+                pacer_http.clone(),
+                pacer_mix[i as usize % pacer_mix.len()].clone(),
+                pacer_hist.clone(),
+                pacer_errors.clone(),
+            );
+            tasks.push(runtime.spawn(async move {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        let us = due.elapsed().as_micros() as u64;
+                        hist.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .record(us.max(1))
+                            .ok();
+                    }
+                    _ => {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        (tasks, late)
+    })
+    .await?;
     for t in tasks {
         let _ = t.await;
     }
@@ -208,6 +281,12 @@ async fn load(args: &Args, addr: &str, pid: u32) -> anyhow::Result<()> {
         ms(0.999),
         h.max() as f64 / 1000.0,
         errors.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!(
+        "\nthe generator sent requests late by p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (included above)",
+        late.value_at_quantile(0.5) as f64 / 1000.0,
+        late.value_at_quantile(0.99) as f64 / 1000.0,
+        late.max() as f64 / 1000.0
     );
     let (rss, hwm) = rss_mb(pid);
     println!("\nserver RSS after the open-loop run: {rss:.0} MB (peak {hwm:.0} MB)");
@@ -330,6 +409,35 @@ fn event(
         device: None,
         received_at: Some(ts),
         properties,
+    }
+}
+
+/// A fresh key prefix in Redis, seeded with the shoppers (in the load generator's process).
+async fn seed_redis(args: &Args, url: &str) -> anyhow::Result<String> {
+    let catalog = Arc::new(Catalog::generate_with(CATALOGUE_SEED, args.products));
+    let prefix = format!(
+        "lusso_bench_{}:",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let store: Arc<dyn FeatureStore> =
+        Arc::new(features::store::redis::RedisStore::connect(url).await?);
+    let processor = Processor::new(
+        Arc::new(Context::new(catalog.clone(), features_config(&prefix))),
+        store,
+    );
+    let t = Instant::now();
+    seed_features(&processor, &catalog, args).await?;
+    println!(
+        "seeded the feature store (Redis, prefix `{prefix}`) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(prefix)
+}
+
+fn features_config(prefix: &str) -> FeaturesConfig {
+    FeaturesConfig {
+        key_prefix: prefix.to_string(),
+        ..FeaturesConfig::default()
     }
 }
 
@@ -475,25 +583,30 @@ fn serve(args: Args) -> anyhow::Result<()> {
             eprintln!("server RSS after {what}: {rss:.0} MB");
         };
         stage("start");
-        let catalog = Arc::new(Catalog::generate_with(7, args.products));
+        let catalog = Arc::new(Catalog::generate_with(CATALOGUE_SEED, args.products));
         stage("the catalogue");
         let loaded = model(&args, &catalog);
         stage("the model");
-        let prefix = format!(
-            "lusso_bench_{}:",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        let (store, prefix): (Arc<dyn FeatureStore>, String) =
+            match (&args.redis_url, &args.seeded_prefix) {
+                (Some(u), Some(prefix)) => (
+                    Arc::new(features::store::redis::RedisStore::connect(u).await?),
+                    prefix.clone(),
+                ),
+                _ => (
+                    Arc::new(features::store::memory::MemoryStore::new(5_000_000)),
+                    "lusso_bench:".to_string(),
+                ),
+            };
+        let seeded = args.seeded_prefix.is_some();
+        let processor = Processor::new(
+            Arc::new(Context::new(catalog.clone(), features_config(&prefix))),
+            store,
         );
-        let fcfg = FeaturesConfig {
-            key_prefix: prefix,
-            ..FeaturesConfig::default()
-        };
-        let store: Arc<dyn FeatureStore> = match &args.redis_url {
-            Some(u) => Arc::new(features::store::redis::RedisStore::connect(u).await?),
-            None => Arc::new(features::store::memory::MemoryStore::new(5_000_000)),
-        };
-        let processor = Processor::new(Arc::new(Context::new(catalog.clone(), fcfg)), store);
-        seed_features(&processor, &catalog, &args).await?;
-        stage("seeding the feature store");
+        if !seeded {
+            seed_features(&processor, &catalog, &args).await?;
+            stage("seeding the feature store (in memory, in this process)");
+        }
         let config = ServingConfig::default();
         let registry = prometheus::Registry::new();
         let metrics = ServingMetrics::new(&registry);
@@ -517,23 +630,34 @@ fn serve(args: Args) -> anyhow::Result<()> {
         stage("the price book");
         seed_rules(&serving, &catalog).await?;
         stage("the rules");
-        // Impressions go to an in-process bus standing in for Kafka: in a `serve --role serving` deployment
-        // they leave the process, so the bus keeps only 10,000 per partition here (the embedded default of
-        // 250,000 would count up to ~1M impressions in the server's RSS).
-        let bus: Arc<dyn pipelines::bus::EventBus> = Arc::new(
-            pipelines::bus::memory::MemoryBus::new(pipelines::bus::memory::MemoryBusConfig {
-                max_messages_per_partition: 10_000,
-                ..Default::default()
-            }),
-        );
+        // Impressions leave the process in a `serve --role serving` deployment: to the broker when one is
+        // given, else to an in-process bus standing in for Kafka that keeps only 10,000 per partition (the
+        // embedded default of 250,000 would count up to ~1M impressions in the server's RSS).
+        let (bus, topic): (Arc<dyn pipelines::bus::EventBus>, String) = match &args.kafka_brokers {
+            Some(b) => {
+                let bus = pipelines::bus::kafka::KafkaBus::new(
+                    pipelines::bus::kafka::KafkaConfig::new(b.clone()),
+                )?;
+                let topic = format!(
+                    "lusso_bench_{}.events",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                );
+                bus.ensure_topic(&topic, 4).await?;
+                (Arc::new(bus), topic)
+            }
+            None => (
+                Arc::new(pipelines::bus::memory::MemoryBus::new(
+                    pipelines::bus::memory::MemoryBusConfig {
+                        max_messages_per_partition: 10_000,
+                        ..Default::default()
+                    },
+                )),
+                "lusso.events.v1".into(),
+            ),
+        };
+        eprintln!("impressions go to {} topic `{topic}`", bus.describe());
         let token = CancellationToken::new();
-        tokio::spawn(impressions::run(
-            rx,
-            bus,
-            "lusso.events.v1".into(),
-            metrics,
-            token.clone(),
-        ));
+        tokio::spawn(impressions::run(rx, bus, topic, metrics, token.clone()));
         tokio::spawn(serving.clone().run_reloader(token));
         drop(catalog);
         let app = serving::api::app(serving).route(

@@ -1,13 +1,15 @@
 //! Static merchandising tables and the seeded generator behind
 //! [`Catalog::generate_with`](super::Catalog::generate_with).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{
     pick_weighted, snap_price, std_normal, Catalog, Category, Collection, Colour, Department, Line,
-    Location, LocationKind, PriceTier, Product, SizeSystem, TaxClass, Variant,
+    Location, LocationKind, PriceTier, Product, SizeSystem, Stock, TaxClass, Variant,
 };
 use Department::{Bambino, Donna, Unisex, Uomo};
 use SizeSystem as S;
@@ -231,6 +233,15 @@ pub(super) fn build(seed: u64, n_products: usize) -> Catalog {
     let line_w: Vec<f64> = LINES.iter().map(|r| r.4).collect();
     let colour_w: Vec<f64> = COLOURS.iter().map(|r| r.4).collect();
     let coll_w: Vec<f64> = COLLECTIONS.iter().map(|r| r.4).collect();
+    // Every variant is stocked in every location: one shared, sorted list of their ids, and each variant's
+    // units in that order (no per-variant copies of the ids, which would outlive the loop only to be freed
+    // at the end, leaving the allocator's pages fragmented).
+    let mut by_id: Vec<usize> = (0..LOCATIONS.len()).collect();
+    by_id.sort_by_key(|&i| LOCATIONS[i].0);
+    let shelves = Shelves {
+        ids: by_id.iter().map(|&i| Arc::from(LOCATIONS[i].0)).collect(),
+        order: by_id,
+    };
     let mut products = Vec::with_capacity(n_products);
     for n in 1..=n_products {
         let li = pick_weighted(&mut rng, &line_w);
@@ -259,7 +270,7 @@ pub(super) fn build(seed: u64, n_products: usize) -> Catalog {
         let id = format!("P{n:06}");
         let created_at = utc(coll.2 .0, coll.2 .1, coll.2 .2)
             - Duration::minutes(rng.random_range(0..30 * 24 * 60));
-        let variants = make_variants(&mut rng, &id, colour, row.3, price, discontinued);
+        let variants = make_variants(&mut rng, &shelves, &id, colour, row.3, price, discontinued);
         products.push(Product {
             name: format!("{} in {} {}", row.7, material, colour_row.1),
             id,
@@ -288,11 +299,19 @@ pub(super) fn build(seed: u64, n_products: usize) -> Catalog {
     )
 }
 
+/// The locations' ids sorted, shared by every variant's stock, and for each position the index of that
+/// location in [`LOCATIONS`].
+struct Shelves {
+    ids: Arc<[Arc<str>]>,
+    order: Vec<usize>,
+}
+
 /// Stock model (assumption): middle sizes sell most so are stocked most
 /// (Gaussian-shaped size curve); online holds ~10 units of a core size,
 /// boutiques 0–4 with ~35 % stock-outs; expensive items are stocked thinner.
 fn make_variants(
     rng: &mut ChaCha8Rng,
+    shelves: &Shelves,
     product_id: &str,
     colour: &str,
     sizes: SizeSystem,
@@ -309,10 +328,10 @@ fn make_variants(
         .map(|(i, size)| {
             let z = (i as f64 - centre) / (n / 3.0).max(1.0);
             let pop = (-z * z).exp() * depth;
-            let stock = LOCATIONS
+            let units: Vec<u32> = LOCATIONS
                 .iter()
                 .map(|loc| {
-                    let qty = if discontinued {
+                    if discontinued {
                         u32::from(loc.2 == LocationKind::Online && rng.random_bool(0.2))
                     } else if loc.2 == LocationKind::Online {
                         if rng.random_bool(0.06) {
@@ -324,14 +343,16 @@ fn make_variants(
                         0
                     } else {
                         (rng.random::<f64>() * 4.0 * pop).round() as u32 + 1
-                    };
-                    (loc.0.to_string(), qty)
+                    }
                 })
                 .collect();
             Variant {
                 id: format!("{product_id}-{colour}-{size}"),
                 size: (*size).to_string(),
-                stock,
+                stock: Stock::new(
+                    shelves.ids.clone(),
+                    shelves.order.iter().map(|&i| units[i]).collect(),
+                ),
             }
         })
         .collect()

@@ -56,6 +56,21 @@ pub const FOLD_IN_ITEMS: usize = 20;
 /// Share of the model (item factors) in a merged session list; the rest is co-view counts.
 pub const SESSION_MODEL_SHARE: f32 = 0.6;
 
+/// The request's filters, asked by product id (lists, co-views) or by catalogue position (model scans,
+/// the catalogue walk): the same answer either way, the second without looking the id up.
+#[derive(Clone, Copy)]
+pub struct Eligible<'a> {
+    pub id: &'a (dyn Fn(&str) -> bool + Sync),
+    pub at: &'a (dyn Fn(usize) -> bool + Sync),
+}
+
+impl Eligible<'_> {
+    /// For item `i` of `model`.
+    fn item(&self, model: &LoadedModel, i: u32) -> bool {
+        model.catalog_position(i).is_some_and(|p| (self.at)(p))
+    }
+}
+
 fn candidates_of(model: &LoadedModel, top: Vec<(u32, f32)>, reason: &str) -> Vec<Candidate> {
     top.into_iter()
         .map(|(i, s)| Candidate {
@@ -71,10 +86,11 @@ pub fn from_user(
     model: &LoadedModel,
     user_id: &str,
     k: usize,
-    ok: &dyn Fn(&str) -> bool,
+    ok: Eligible,
 ) -> Option<Vec<Candidate>> {
     let x = model.user_vector(user_id)?;
-    Some(candidates_of(model, model.top(x, k, ok), "model"))
+    let top = model.top_items(x, k, |i| ok.item(model, i));
+    Some(candidates_of(model, top, "model"))
 }
 
 /// From a vector folded in from viewed (weight 1) and purchased (weight 3) products.
@@ -83,7 +99,7 @@ pub fn from_history(
     viewed: &[String],
     purchased: &[String],
     k: usize,
-    ok: &dyn Fn(&str) -> bool,
+    ok: Eligible,
 ) -> Option<Vec<Candidate>> {
     let mut items: Vec<(String, f32)> = purchased
         .iter()
@@ -92,7 +108,8 @@ pub fn from_history(
         .collect();
     items.extend(viewed.iter().take(FOLD_IN_ITEMS).map(|p| (p.clone(), 1.0)));
     let x = model.fold_in(&items)?;
-    Some(candidates_of(model, model.top(&x, k, ok), "fold_in"))
+    let top = model.top_items(&x, k, |i| ok.item(model, i));
+    Some(candidates_of(model, top, "fold_in"))
 }
 
 /// Item-to-item: the mean factor vector of `products` scored by dot product (normalised item vectors, so
@@ -102,7 +119,7 @@ pub fn from_products(
     products: &[String],
     views: &HashMap<String, Arc<ProductView>>,
     k: usize,
-    ok: &dyn Fn(&str) -> bool,
+    ok: Eligible,
 ) -> Vec<Candidate> {
     let by_model = model
         .and_then(|m| {
@@ -117,7 +134,8 @@ pub fn from_products(
                     *xi += vi / norm;
                 }
             }
-            Some(candidates_of(m, m.top(&x, k, ok), "similar"))
+            let top = m.top_items(&x, k, |i| ok.item(m, i));
+            Some(candidates_of(m, top, "similar"))
         })
         .unwrap_or_default();
     let mut co: HashMap<&str, f32> = HashMap::new();
@@ -126,7 +144,7 @@ pub fn from_products(
         let w = 1.0 / (rank as f32 + 1.0);
         if let Some(v) = views.get(p) {
             for (n, count) in &v.co_viewed {
-                if !products.contains(n) && ok(n) {
+                if !products.contains(n) && (ok.id)(n) {
                     *co.entry(n.as_str()).or_default() += w * *count as f32;
                 }
             }
@@ -219,26 +237,35 @@ pub fn from_list(
 }
 
 /// The model's own popularity (training users per item).
-pub fn from_model_popularity(
-    model: &LoadedModel,
-    k: usize,
-    ok: &dyn Fn(&str) -> bool,
-) -> Vec<Candidate> {
-    candidates_of(model, model.popular(k, ok), "global_popularity")
+pub fn from_model_popularity(model: &LoadedModel, k: usize, ok: Eligible) -> Vec<Candidate> {
+    let top = model.popular(k, |i| ok.item(model, i));
+    candidates_of(model, top, "global_popularity")
 }
 
-/// Listed products, newest collection first then by id: deterministic, and only used when nothing else is
-/// known (an empty store and no model).
-pub fn from_catalogue(catalog: &Catalog, k: usize, ok: &dyn Fn(&str) -> bool) -> Vec<Candidate> {
-    let mut listed: Vec<&pipelines::catalog::Product> =
-        catalog.products().iter().filter(|p| ok(&p.id)).collect();
-    listed.sort_by(|a, b| {
+/// The listed products of `catalog` (catalogue indices), newest first then by id: the order of
+/// [`from_catalogue`], computed once per catalogue.
+pub fn catalogue_order(catalog: &Catalog) -> Vec<u32> {
+    let products = catalog.products();
+    let mut order: Vec<u32> = (0..products.len() as u32)
+        .filter(|&i| products[i as usize].is_listed())
+        .collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&products[a as usize], &products[b as usize]);
         b.created_at
             .cmp(&a.created_at)
             .then_with(|| a.id.cmp(&b.id))
     });
-    listed
-        .into_iter()
+    order
+}
+
+/// Listed products, newest collection first then by id: deterministic, and only used when nothing else is
+/// known (an empty store and no model) or to top up a short list. `order` is [`catalogue_order`]; the walk
+/// stops at the `k`-th product `ok` accepts.
+pub fn from_catalogue(catalog: &Catalog, order: &[u32], k: usize, ok: Eligible) -> Vec<Candidate> {
+    order
+        .iter()
+        .filter(|&&i| (ok.at)(i as usize))
+        .map(|&i| &catalog.products()[i as usize])
         .take(k)
         .enumerate()
         .map(|(rank, p)| Candidate {

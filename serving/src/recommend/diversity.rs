@@ -19,7 +19,7 @@ pub fn per_attribute(
     name: &str,
     max: usize,
 ) -> Vec<Candidate> {
-    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    let mut counts: std::collections::HashMap<&str, usize> = Default::default();
     let (mut kept, mut over) = (Vec::with_capacity(list.len()), Vec::new());
     for c in list {
         let value = catalog

@@ -7,11 +7,12 @@
 //! `lusso.commerce.v1`, summed over the 4 locations) when the product has stock messages for that size, else
 //! from the catalogue's stock. When the feature store is unreachable the catalogue's stock is used.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use pipelines::catalog::{Catalog, Product};
 
+use crate::catalog::CatalogIndex;
 use crate::lookups::{Lookups, ProductView};
 use crate::rules::engine::Candidate;
 
@@ -21,8 +22,12 @@ pub const ONE_SIZE: &str = "TU";
 /// The filters of one request.
 pub struct Filters<'a> {
     pub catalog: &'a Catalog,
-    pub exclude: HashSet<String>,
+    pub index: &'a CatalogIndex,
+    /// Catalogue positions of the excluded products, sorted.
+    excluded: Vec<u32>,
     pub size: Option<String>,
+    /// Size bits a product must have one of (see [`CatalogIndex::size_mask`]).
+    size_mask: Option<u64>,
     /// Stock views read so far.
     pub views: HashMap<String, Arc<ProductView>>,
 }
@@ -30,22 +35,44 @@ pub struct Filters<'a> {
 impl<'a> Filters<'a> {
     pub fn new(
         catalog: &'a Catalog,
-        exclude: HashSet<String>,
+        index: &'a CatalogIndex,
+        exclude: impl IntoIterator<Item = String>,
         size: Option<String>,
     ) -> Filters<'a> {
+        let mut excluded: Vec<u32> = exclude
+            .into_iter()
+            .filter_map(|id| catalog.product_index(&id))
+            .map(|i| i as u32)
+            .collect();
+        excluded.sort_unstable();
+        excluded.dedup();
+        let size_mask = size.as_deref().and_then(|s| index.size_mask(s, ONE_SIZE));
         Filters {
             catalog,
-            exclude,
+            index,
+            excluded,
             size,
+            size_mask,
             views: HashMap::new(),
         }
     }
 
     /// Everything but stock: known, listed, not excluded.
     pub fn ok(&self, product_id: &str) -> bool {
-        self.catalog.product(product_id).is_some_and(|p| {
-            p.is_listed() && !self.exclude.contains(product_id) && self.has_size(p)
-        })
+        self.catalog
+            .product_index(product_id)
+            .is_some_and(|pos| self.ok_at(pos))
+    }
+
+    /// [`Filters::ok`] for the product at catalogue position `pos` (no id lookup: what scans check).
+    pub fn ok_at(&self, pos: usize) -> bool {
+        self.index.listed(pos)
+            && self.excluded.binary_search(&(pos as u32)).is_err()
+            && match (self.size_mask, &self.size) {
+                (_, None) => true,
+                (Some(mask), Some(_)) => self.index.size_bits(pos) & mask != 0,
+                (None, Some(_)) => self.has_size(&self.catalog.products()[pos]),
+            }
     }
 
     fn has_size(&self, p: &Product) -> bool {
@@ -111,6 +138,65 @@ impl<'a> Filters<'a> {
         if !missing.is_empty() {
             let got = lookups.products(&missing).await;
             self.views.extend(got);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// By position and by id, the filters answer as the plain reading of the product does: listed, not
+    /// excluded, and (when asked) made in the size or one-size.
+    #[test]
+    fn position_and_id_checks_agree_with_the_products() {
+        let catalog = Catalog::generate_with(3, 3_000);
+        let index = CatalogIndex::new(&catalog);
+        let products = catalog.products();
+        let excluded = [
+            products[5].id.clone(),
+            products[77].id.clone(),
+            "P999999".into(),
+        ];
+        let mut sizes: Vec<Option<&str>> =
+            vec![None, Some("M"), Some("42"), Some(ONE_SIZE), Some("99")];
+        sizes.push(Some(products[9].variants[0].size.as_str()));
+        let mut passed = 0;
+        for size in sizes {
+            let f = Filters::new(&catalog, &index, excluded.clone(), size.map(str::to_string));
+            for (pos, p) in products.iter().enumerate() {
+                let want = p.is_listed()
+                    && !excluded.contains(&p.id)
+                    && size.is_none_or(|s| {
+                        p.variants.iter().any(|v| v.size == s || v.size == ONE_SIZE)
+                    });
+                assert_eq!(f.ok_at(pos), want, "{} size {size:?}", p.id);
+                assert_eq!(f.ok(&p.id), want, "{} size {size:?}", p.id);
+                passed += usize::from(want);
+            }
+            assert!(!f.ok("P999999"));
+        }
+        // Each size case keeps some products and drops others.
+        assert!(passed > 3_000 && passed < 6 * 3_000, "{passed}");
+    }
+
+    #[test]
+    fn the_catalogue_fallback_order_is_newest_first_then_by_id() {
+        let catalog = Catalog::generate_with(3, 2_000);
+        let order = CatalogIndex::new(&catalog).newest_first().to_vec();
+        let products = catalog.products();
+        assert_eq!(
+            order.len(),
+            products.iter().filter(|p| p.is_listed()).count()
+        );
+        for w in order.windows(2) {
+            let (a, b) = (&products[w[0] as usize], &products[w[1] as usize]);
+            assert!(
+                a.created_at > b.created_at || (a.created_at == b.created_at && a.id < b.id),
+                "{} before {}",
+                a.id,
+                b.id
+            );
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::rules::engine::{self, Applied, Candidate, Inputs, RuleContext};
 use crate::rules::Rule;
 use crate::service::Serving;
 use crate::{Error, Result};
-use candidates::Source;
+use candidates::{Eligible, Source};
 use filters::Filters;
 use request::{Diversity, RecRequest};
 
@@ -286,7 +286,7 @@ impl Serving {
 
         // Filters: the caller's exclusions, purchases (per placement), the page's own products.
         let placement = cfg.placement(&req.placement);
-        let mut exclude: HashSet<String> = req.exclude.iter().cloned().collect();
+        let mut exclude: Vec<String> = req.exclude.clone();
         exclude.extend(req.context_products.iter().cloned());
         if placement.exclude_purchased {
             if let Some(f) = &shopper {
@@ -294,7 +294,7 @@ impl Serving {
             }
         }
         let catalog = self.catalog().clone();
-        let mut filters = Filters::new(&catalog, exclude, req.size.clone());
+        let mut filters = Filters::new(&catalog, self.catalog_index(), exclude, req.size.clone());
         let pool = if req.size.is_some() {
             6 * req.n + 40
         } else {
@@ -436,20 +436,21 @@ impl Serving {
         filters: &mut Filters<'_>,
         pool: usize,
     ) -> (Vec<Candidate>, Source) {
-        let ok = |p: &str| filters.ok(p);
+        let (id, at) = (|p: &str| filters.ok(p), |pos: usize| filters.ok_at(pos));
+        let ok = Eligible { id: &id, at: &at };
         // Page products (pdp, cart) first: item-to-item is what those placements are for.
         let mut context: Vec<String> = req.context_products.clone();
         let mut source = Source::Session;
         if context.is_empty() {
             if let (Some(m), Some(u)) = (model, req.user_id.as_deref()) {
-                if let Some(list) = candidates::from_user(m, u, pool, &ok) {
+                if let Some(list) = candidates::from_user(m, u, pool, ok) {
                     return (list, Source::Model);
                 }
             }
             if let (Some(m), Some(f)) = (model, shopper) {
                 if !f.last_purchased.is_empty() {
                     if let Some(list) =
-                        candidates::from_history(m, &f.last_viewed, &f.last_purchased, pool, &ok)
+                        candidates::from_history(m, &f.last_viewed, &f.last_purchased, pool, ok)
                     {
                         return (list, Source::FoldIn);
                     }
@@ -471,7 +472,7 @@ impl Serving {
         if !context.is_empty() {
             let look: Vec<&str> = context.iter().take(5).map(String::as_str).collect();
             let views = self.lookups().products(&look).await;
-            let list = candidates::from_products(model, &context, &views, pool, &ok);
+            let list = candidates::from_products(model, &context, &views, pool, ok);
             if !list.is_empty() {
                 return (list, source);
             }
@@ -487,31 +488,32 @@ impl Serving {
         filters: &Filters<'_>,
         pool: usize,
     ) -> (Vec<Candidate>, Source) {
-        let ok = |p: &str| filters.ok(p);
+        let (id, at) = (|p: &str| filters.ok(p), |pos: usize| filters.ok_at(pos));
+        let ok = Eligible { id: &id, at: &at };
         if let Some(list) = self
             .lookups()
             .popularity(&format!("segment:{segment}"))
             .await
         {
-            let c = candidates::from_list(&list, pool, "segment_popularity", &ok);
+            let c = candidates::from_list(&list, pool, "segment_popularity", &id);
             if !c.is_empty() {
                 return (c, Source::SegmentPopularity);
             }
         }
         if let Some(list) = self.lookups().popularity("global").await {
-            let c = candidates::from_list(&list, pool, "global_popularity", &ok);
+            let c = candidates::from_list(&list, pool, "global_popularity", &id);
             if !c.is_empty() {
                 return (c, Source::GlobalPopularity);
             }
         }
         if let Some(m) = model {
-            let c = candidates::from_model_popularity(m, pool, &ok);
+            let c = candidates::from_model_popularity(m, pool, ok);
             if !c.is_empty() {
                 return (c, Source::GlobalPopularity);
             }
         }
         (
-            candidates::from_catalogue(filters.catalog, pool, &ok),
+            candidates::from_catalogue(filters.catalog, filters.index.newest_first(), pool, ok),
             Source::Catalogue,
         )
     }
@@ -526,7 +528,8 @@ impl Serving {
         pool: usize,
         head: Source,
     ) {
-        let mut have: HashSet<String> = list.iter().map(|c| c.product_id.clone()).collect();
+        let mut have: foldhash::HashSet<String> =
+            list.iter().map(|c| c.product_id.clone()).collect();
         for step in [
             Source::SegmentPopularity,
             Source::GlobalPopularity,
@@ -539,23 +542,32 @@ impl Serving {
                 continue;
             }
             let extra = {
-                let ok = |p: &str| filters.ok(p) && !have.contains(p);
+                let id = |p: &str| filters.ok(p) && !have.contains(p);
+                let at = |pos: usize| {
+                    filters.ok_at(pos) && !have.contains(&filters.catalog.products()[pos].id)
+                };
+                let ok = Eligible { id: &id, at: &at };
                 match step {
                     Source::SegmentPopularity => match self
                         .lookups()
                         .popularity(&format!("segment:{segment}"))
                         .await
                     {
-                        Some(l) => candidates::from_list(&l, pool, "", &ok),
+                        Some(l) => candidates::from_list(&l, pool, "", &id),
                         None => Vec::new(),
                     },
                     Source::GlobalPopularity => match self.lookups().popularity("global").await {
-                        Some(l) => candidates::from_list(&l, pool, "", &ok),
+                        Some(l) => candidates::from_list(&l, pool, "", &id),
                         None => model
-                            .map(|m| candidates::from_model_popularity(m, pool, &ok))
+                            .map(|m| candidates::from_model_popularity(m, pool, ok))
                             .unwrap_or_default(),
                     },
-                    _ => candidates::from_catalogue(filters.catalog, pool, &ok),
+                    _ => candidates::from_catalogue(
+                        filters.catalog,
+                        filters.index.newest_first(),
+                        pool,
+                        ok,
+                    ),
                 }
             };
             let extra = filters.keep_in_stock(self.lookups(), extra).await;

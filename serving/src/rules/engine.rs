@@ -137,22 +137,31 @@ pub fn matching<'r>(rules: &'r [Rule], ctx: &RuleContext) -> Vec<&'r Rule> {
 }
 
 /// A candidate on its way through the steps.
-struct Item {
+struct Item<'c> {
     c: Candidate,
     /// 1-based input position.
     from: usize,
     /// Base score in (0, 1] times boosts, divided by buries.
     adj: f64,
-    /// Values of the attributes the matching rules use, indexed like [`ATTRIBUTES`].
-    attrs: Vec<Option<String>>,
+    /// Values of the attributes the matching rules use, indexed like [`ATTRIBUTES`], borrowed from the
+    /// catalogue (`product_id` is read from the candidate).
+    attrs: Vec<Option<&'c str>>,
     /// 1 + the index of the last rule that gave the item a reason (0: none), so that a rule with several
     /// matching boosts adds its reason once without searching the reasons.
     reason_of: usize,
 }
 
-impl Item {
+impl Item<'_> {
+    fn attr(&self, at: usize) -> Option<&str> {
+        if ATTRIBUTES[at] == "product_id" {
+            Some(&self.c.product_id)
+        } else {
+            self.attrs[at]
+        }
+    }
+
     fn has(&self, attr: usize, value: &str) -> bool {
-        self.attrs[attr].as_deref() == Some(value)
+        self.attr(attr) == Some(value)
     }
 }
 
@@ -251,11 +260,9 @@ pub fn apply(
             let attrs = ATTRIBUTES
                 .iter()
                 .zip(&used)
-                .map(|(name, u)| match (u, *name, product) {
-                    (false, _, _) => None,
-                    (true, "product_id", _) => Some(c.product_id.clone()),
-                    (true, name, Some(p)) => attribute(p, name),
-                    (true, _, None) => None,
+                .map(|(name, u)| match (u, product) {
+                    (true, Some(p)) => attribute(p, name),
+                    _ => None,
                 })
                 .collect();
             Item {
@@ -365,7 +372,11 @@ pub fn apply(
 
 /// Drops the items over a quota (per attribute the smallest `max`, from the first, highest-priority, rule
 /// giving it) and returns them.
-fn quotas(rules: &[&Rule], items: &mut Vec<Item>, applied: &mut Vec<Applied>) -> Vec<Item> {
+fn quotas<'c>(
+    rules: &[&Rule],
+    items: &mut Vec<Item<'c>>,
+    applied: &mut Vec<Applied>,
+) -> Vec<Item<'c>> {
     let mut limits: Vec<(usize, u32, &Rule, usize)> = Vec::new();
     for r in rules {
         for (ai, a) in r.input.actions.iter().enumerate() {
@@ -390,13 +401,12 @@ fn quotas(rules: &[&Rule], items: &mut Vec<Item>, applied: &mut Vec<Applied>) ->
     let mut over_by: Vec<Option<usize>> = Vec::with_capacity(items.len());
     for it in items.iter() {
         let over = limits.iter().position(|(at, max, ..)| {
-            it.attrs[*at]
-                .as_deref()
+            it.attr(*at)
                 .is_some_and(|v| counts.get(&(*at, v)).copied().unwrap_or(0) >= *max)
         });
         if over.is_none() {
             for (at, ..) in &limits {
-                if let Some(v) = it.attrs[*at].as_deref() {
+                if let Some(v) = it.attr(*at) {
                     *counts.entry((*at, v)).or_insert(0) += 1;
                 }
             }
@@ -429,7 +439,7 @@ struct Pinned<'r> {
 struct PinState<'x> {
     inputs: &'x Inputs<'x>,
     /// Candidates still in the list, in order.
-    items: &'x [Item],
+    items: &'x [Item<'x>],
     /// Every candidate not removed by a rule filter (in the list or dropped by a quota) → (input
     /// position, still in the list).
     index: HashMap<&'x str, (usize, bool)>,
@@ -440,8 +450,8 @@ struct PinState<'x> {
 impl<'x> PinState<'x> {
     fn new(
         inputs: &'x Inputs<'x>,
-        items: &'x [Item],
-        dropped: &'x [Item],
+        items: &'x [Item<'x>],
+        dropped: &'x [Item<'x>],
         filtered: &'x HashMap<String, usize>,
         filters: &'x [(usize, &'x str)],
     ) -> PinState<'x> {
@@ -484,7 +494,7 @@ impl<'x> PinState<'x> {
                     if name == "product_id" {
                         id == *v
                     } else {
-                        attribute(p, name).as_deref() == Some(*v)
+                        attribute(p, name) == Some(*v)
                     }
                 })
             });
@@ -637,8 +647,8 @@ impl<'x> Fill<'x> {
 /// The final list: pinned products at their positions, the other kept items in order in the free ones,
 /// at most `n`.
 fn assemble(
-    items: Vec<Item>,
-    dropped: Vec<Item>,
+    items: Vec<Item<'_>>,
+    dropped: Vec<Item<'_>>,
     mut slots: Vec<Option<Pinned>>,
     n: usize,
 ) -> Vec<Candidate> {
