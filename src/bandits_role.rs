@@ -118,12 +118,22 @@ pub(crate) async fn start(
 pub(crate) async fn demo_storefront(
     service: Bandits,
     url: String,
+    publishable_key: String,
     seed: u64,
     shutdown: CancellationToken,
 ) {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x6865_726f);
-    let http = reqwest::Client::new();
+    let http = match crate::access::http_client(
+        Some(&publishable_key),
+        std::time::Duration::from_secs(30),
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "demo storefront: no HTTP client");
+            return;
+        }
+    };
     let mut n = 0u64;
     loop {
         tokio::select! {

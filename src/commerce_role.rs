@@ -104,10 +104,29 @@ pub(crate) async fn start(
     })
 }
 
-/// The demo's buyer: every `every`, a simulated shopper takes the first recommended product in stock,
-/// checks out with the fake provider and downloads the e-invoice. Logs each purchase.
-pub(crate) async fn demo_shopper(url: String, every: Duration, shutdown: CancellationToken) {
-    let http = reqwest::Client::new();
+/// The demo's buyer: every `every`, a simulated shopper takes the first recommended product in stock and
+/// checks out with the fake provider (with the publishable key, as a storefront does); the shop then
+/// downloads the e-invoice (with the admin key). Logs each purchase.
+pub(crate) async fn demo_shopper(
+    url: String,
+    keys: crate::access::DemoKeys,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let clients = crate::access::http_client(Some(&keys.publishable_key), Duration::from_secs(30))
+        .and_then(|shopper| {
+            Ok((
+                shopper,
+                crate::access::http_client(Some(&keys.admin_key), Duration::from_secs(30))?,
+            ))
+        });
+    let (http, shop) = match clients {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "demo shopper: no HTTP client");
+            return;
+        }
+    };
     let mut n: u64 = 0;
     loop {
         tokio::select! {
@@ -115,7 +134,7 @@ pub(crate) async fn demo_shopper(url: String, every: Duration, shutdown: Cancell
             _ = tokio::time::sleep(every) => {}
         }
         n += 1;
-        match buy_once(&http, &url, n).await {
+        match buy_once(&http, &shop, &url, n).await {
             Ok((order, invoice)) => {
                 tracing::info!(%order, %invoice, "demo shopper bought a recommended product; invoice {url}/v1/orders/{order}/invoice.xml")
             }
@@ -124,7 +143,12 @@ pub(crate) async fn demo_shopper(url: String, every: Duration, shutdown: Cancell
     }
 }
 
-async fn buy_once(http: &reqwest::Client, url: &str, n: u64) -> anyhow::Result<(String, String)> {
+async fn buy_once(
+    http: &reqwest::Client,
+    shop: &reqwest::Client,
+    url: &str,
+    n: u64,
+) -> anyhow::Result<(String, String)> {
     let user = format!("U{:07}", 1 + n % 500);
     let recs: Value = http
         .get(format!("{url}/v1/recommendations?user_id={user}&n=10"))
@@ -190,7 +214,7 @@ async fn buy_once(http: &reqwest::Client, url: &str, n: u64) -> anyhow::Result<(
         .as_str()
         .context("no order id")?
         .to_string();
-    let invoice = http
+    let invoice = shop
         .get(format!("{url}/v1/orders/{id}/invoice.xml"))
         .send()
         .await?

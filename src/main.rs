@@ -1,5 +1,8 @@
 //! `lusso`: the command line and composition root of every Lusso role.
 
+mod access;
+#[cfg(test)]
+mod access_tests;
 mod bandits_role;
 mod commerce_role;
 mod features_role;
@@ -106,6 +109,16 @@ enum Command {
         /// With the embedded bus the quarantine lives in the running server: reach it here.
         #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
         url: String,
+        /// With --url: an API key with `data:read` (list) or `data:admin` (replay); default: the demo's
+        /// keys.json in LUSSO_DATA_DIR.
+        #[arg(long, global = true, env = "LUSSO_API_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
+    /// API keys: list, create (printed once), revoke. Stored hashed in PostgreSQL (LUSSO_DATABASE_URL) or
+    /// in LUSSO_DATA_DIR/api_keys.json.
+    Keys {
+        #[command(subcommand)]
+        action: access::KeysAction,
     },
 }
 
@@ -236,7 +249,10 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Quarantine { action, url } => quarantine(config, action, &url).await,
+        Command::Quarantine { action, url, key } => {
+            quarantine(config, action, &url, key.as_deref()).await
+        }
+        Command::Keys { action } => access::keys(config, action).await,
         Command::Features {
             action: FeaturesAction::Export { as_of, out, write },
         } => features_role::export(config, &as_of, out, write).await,
@@ -257,8 +273,10 @@ async fn quarantine(
     config: BackendConfig,
     action: QuarantineAction,
     url: &str,
+    key: Option<&str>,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let key = access::client_key(key, &config, false);
+    let http = access::http_client(key.as_deref(), std::time::Duration::from_secs(60))?;
     let base = url.trim_end_matches('/');
     match action {
         QuarantineAction::List { limit, json } => {

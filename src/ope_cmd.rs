@@ -32,6 +32,9 @@ pub(crate) struct OpeArgs {
     /// With --slot and no LUSSO_DATABASE_URL: the Lusso server to ask.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// With --url: an API key with `data:read` (default: the demo's keys.json in LUSSO_DATA_DIR).
+    #[arg(long, env = "LUSSO_API_KEY", hide_env_values = true)]
+    key: Option<String>,
     /// Interval level: 1 − alpha.
     #[arg(long, default_value_t = 0.05)]
     alpha: f64,
@@ -85,24 +88,28 @@ async fn run_slot(
         }
         None => {
             let base = args.url.trim_end_matches('/');
-            let resp = reqwest::Client::new()
-                .get(format!(
-                    "{base}/v1/bandits/{}/ope?policy={}&days={}&bootstrap={}&seed={}",
-                    encode(slot),
-                    encode(&args.policy),
-                    args.days,
-                    args.bootstrap,
-                    args.seed
-                ))
-                .send()
-                .await
-                .with_context(|| {
-                    format!("LUSSO_DATABASE_URL is not set; is a Lusso server running at {base}?")
-                })?;
+            let key = crate::access::client_key(args.key.as_deref(), &config, false);
+            let resp =
+                crate::access::http_client(key.as_deref(), std::time::Duration::from_secs(120))?
+                    .get(format!(
+                        "{base}/v1/bandits/{}/ope?policy={}&days={}&bootstrap={}&seed={}",
+                        encode(slot),
+                        encode(&args.policy),
+                        args.days,
+                        args.bootstrap,
+                        args.seed
+                    ))
+                    .send()
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "LUSSO_DATABASE_URL is not set; is a Lusso server running at {base}?"
+                        )
+                    })?;
             let status = resp.status();
             let body: serde_json::Value = resp.json().await?;
             if !status.is_success() {
-                bail!("{status}: {}", body["error"]["reason"]);
+                bail!("{status}: {}", body["error"]["message"]);
             }
             body
         }

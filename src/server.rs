@@ -18,6 +18,8 @@ use pipelines::topics;
 use tokio_util::sync::CancellationToken;
 
 use features::FeaturesConfig;
+use pipelines::access::Keys;
+use pipelines::http::auth::Edge;
 
 use crate::Role;
 
@@ -265,6 +267,23 @@ pub(crate) async fn build(
     })
 }
 
+/// The edge every role's routes go through: the console login, access control on every matched route (it
+/// needs the route's template, hence a route layer added after every route), a deadline on every request,
+/// then request ids and the one error shape for everything, unmatched routes included.
+pub(crate) fn with_edge(router: Router, edge: Edge) -> Router {
+    router
+        .merge(pipelines::http::console::routes(edge.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            edge,
+            pipelines::http::auth::authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            pipelines::http::REQUEST_TIMEOUT,
+            pipelines::http::deadline,
+        ))
+        .layer(axum::middleware::from_fn(pipelines::http::request_ids))
+}
+
 async fn listen(addr: &str, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -275,10 +294,33 @@ async fn listen(addr: &str, router: Router, shutdown: CancellationToken) -> anyh
     Ok(())
 }
 
-/// `lusso serve --role …`.
-pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
-    let bus = pipelines::bus::connect(&config)?;
+/// The API keys of this process, reloaded from their store every second until `shutdown`.
+async fn start_keys(config: &BackendConfig, shutdown: &CancellationToken) -> anyhow::Result<Keys> {
+    let keys = Keys::load(crate::access::open_store(config).await?).await?;
+    tokio::spawn(keys.clone().run_refresh(shutdown.clone()));
+    Ok(keys)
+}
+
+/// The access-control edge: this process's keys, the route table, and the browser origins trusted for the
+/// console besides the server's own (`LUSSO_CONSOLE_ORIGINS`, a comma list).
+fn edge(keys: Keys) -> Edge {
+    let origins = pipelines::config::env_nonempty("LUSSO_CONSOLE_ORIGINS")
+        .map(|v| {
+            v.split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    Edge::new(keys, crate::access::required, origins)
+}
+
+/// The bus (topics created when missing) and, for the roles that read or write it, the event log.
+pub(crate) async fn open_backends(
+    config: &BackendConfig,
+    role: Role,
+) -> anyhow::Result<(Arc<dyn EventBus>, Option<Arc<dyn EventLog>>)> {
+    let bus = pipelines::bus::connect(config)?;
     for t in [topics::EVENTS, topics::QUARANTINE, topics::COMMERCE] {
         if let Err(e) = bus
             .ensure_topic(&config.topic(t), topics::default_partitions())
@@ -289,12 +331,21 @@ pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyh
     }
     let log = match role {
         Role::All | Role::Sink | Role::Features | Role::Bandits | Role::Serving => {
-            Some(pipelines::log::open(&config).await?)
+            Some(pipelines::log::open(config).await?)
         }
         Role::Collector | Role::Commerce => None,
     };
+    Ok((bus, log))
+}
+
+/// `lusso serve --role …`.
+pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signal();
+    let (bus, log) = open_backends(&config, role).await?;
+    let keys = start_keys(&config, &shutdown).await?;
     tracing::info!(?role, %addr, bus = %bus.describe(),
-        log = %log.as_ref().map(|l| l.describe()).unwrap_or_default(), "serving");
+        log = %log.as_ref().map(|l| l.describe()).unwrap_or_default(),
+        keys = %keys.store().describe(), "serving");
     let running = build(
         &config,
         role,
@@ -305,7 +356,12 @@ pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyh
         shutdown.clone(),
     )
     .await?;
-    listen(addr, running.router, shutdown.clone()).await?;
+    listen(
+        addr,
+        with_edge(running.router, edge(keys)),
+        shutdown.clone(),
+    )
+    .await?;
     for t in running.tasks {
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
@@ -331,6 +387,8 @@ pub(crate) async fn demo(
         redis_url: None,
         ..FeaturesConfig::from_env()?
     };
+    let keys = start_keys(&config, &shutdown).await?;
+    let demo_keys = crate::access::demo_keys(&keys, &config.data_dir).await?;
     let running = build(
         &config,
         Role::All,
@@ -341,6 +399,7 @@ pub(crate) async fn demo(
         shutdown.clone(),
     )
     .await?;
+    let router = with_edge(running.router, edge(keys));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (set LUSSO_HTTP_ADDR or --addr)"))?;
@@ -350,8 +409,17 @@ pub(crate) async fn demo(
     println!("  health        {url}/healthz  {url}/readyz  {url}/metrics  {url}/openapi.json");
     println!("  quarantine    {url}/v1/quarantine   (lusso quarantine list)");
     println!("  bandits       POST {url}/v1/decisions  POST {url}/v1/rewards  {url}/v1/slots  {url}/v1/bandits/home_hero/report");
-    println!("  dashboard     {url}/dashboard");
-    println!("  storefront    {url}/storefront   (home recommendations, hero banner, prices; switch segment / market)");
+    println!(
+        "  keys          publishable {}  admin {}  (also in {}; send `Authorization: Bearer KEY`)",
+        demo_keys.publishable_key,
+        demo_keys.admin_key,
+        config.data_dir.join("keys.json").display()
+    );
+    println!("  dashboard     {url}/dashboard   (log in with the admin key)");
+    println!(
+        "  storefront    {url}/storefront?key={}   (home recommendations, hero banner, prices; switch segment / market)",
+        demo_keys.publishable_key
+    );
     println!("  serving       {url}/v1/recommendations?user_id=U0000001  {url}/v1/rules  {url}/v1/prices?product_id=P000001&market=GB  {url}/v1/experiments");
     println!("  commerce      POST {url}/v1/carts  POST {url}/v1/checkouts (Idempotency-Key)  {url}/v1/orders/{{id}}  {url}/v1/orders/{{id}}/invoice.xml  {url}/v1/inventory/{{sku}}  {url}/v1/locations");
     println!("  features      {url}/v1/users/{{id}}/features  {url}/v1/users/{{id}}/segment  {url}/v1/products/{{id}}/features  {url}/v1/segments");
@@ -366,18 +434,23 @@ pub(crate) async fn demo(
     );
     if let Some(b) = running.bandits.clone() {
         let (url, token) = (url.clone(), shutdown.clone());
-        tokio::spawn(crate::bandits_role::demo_storefront(b, url, seed, token));
+        let key = demo_keys.publishable_key.clone();
+        tokio::spawn(crate::bandits_role::demo_storefront(
+            b, url, key, seed, token,
+        ));
     }
     println!("  shopper       buys a recommended product every 20 s with the fake provider and downloads its e-invoice (logged)");
     {
         let (url, token) = (url.clone(), shutdown.clone());
         tokio::spawn(crate::commerce_role::demo_shopper(
             url,
+            demo_keys.clone(),
             Duration::from_secs(20),
             token,
         ));
     }
-    let sim_args = crate::simulate::SimulateArgs::for_demo(users, rate, seed, url);
+    let mut sim_args = crate::simulate::SimulateArgs::for_demo(users, rate, seed, url);
+    sim_args.key = Some(demo_keys.publishable_key.clone());
     let sim_token = shutdown.clone();
     let sim = tokio::spawn(async move {
         // Give the listener a moment; the simulator retries anyway.
@@ -387,7 +460,7 @@ pub(crate) async fn demo(
             _ = sim_token.cancelled() => {}
         }
     });
-    axum::serve(listener, running.router)
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     sim.abort();

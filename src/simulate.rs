@@ -28,6 +28,10 @@ pub(crate) struct SimulateArgs {
     /// Base URL of the collector.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub(crate) url: String,
+    /// API key for the collector (a publishable key is enough); default: the demo's keys.json in
+    /// LUSSO_DATA_DIR.
+    #[arg(long, env = "LUSSO_API_KEY", hide_env_values = true)]
+    pub(crate) key: Option<String>,
     /// Seed of the shoppers: the same seed gives the same shoppers and events.
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
@@ -72,6 +76,7 @@ impl SimulateArgs {
             users,
             rate,
             url,
+            key: None,
             seed,
             catalog_seed: pipelines::config::DEFAULT_CATALOG_SEED,
             batch: 100,
@@ -179,9 +184,9 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     // events and must not collide with an earlier run's ids in the (deduplicating) event log.
     let run_id = start.timestamp_millis();
     let url = format!("{}/v1/events", args.url.trim_end_matches('/'));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let config = pipelines::config::BackendConfig::from_env();
+    let key = crate::access::client_key(args.key.as_deref(), &config, true);
+    let http = crate::access::http_client(key.as_deref(), Duration::from_secs(30))?;
     let started = Instant::now();
     let mut next_send = Instant::now();
     let (mut sent, mut rejected) = (0u64, 0u64);

@@ -59,7 +59,7 @@ async fn kill9_during_reward_joining_loses_no_reward_and_counts_none_twice() {
     ];
     let addr = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
+    let http = client_with(&admin_key(&envs));
     let mut proc = serve(&envs, &addr);
 
     let slot = json!({"slot": "home_hero", "arms": [

@@ -22,6 +22,36 @@ fn demo_serves_and_simulated_events_are_queryable() {
         http_get(&addr, "/healthz").is_some_and(|(s, _)| s == 200)
     });
     assert_eq!(http_get(&addr, "/readyz").unwrap().0, 200);
+    let (_, admin) = demo_keys(dir.path());
+    let auth = bearer(&admin);
+    // One error contract at the edge: code, message, field, and the caller's request id in body and header.
+    let (status, head, body) = http_exchange(
+        &addr,
+        "GET",
+        "/v1/recommendations?user_id=U0000001&n=0",
+        None,
+        &[("x-request-id", "cli-test-1"), ("authorization", &auth)],
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-request-id: cli-test-1"),
+        "{head}"
+    );
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&e["error"]["code"], &e["error"]["field"], &e["request_id"]),
+        (&"bad_input".into(), &"n".into(), &"cli-test-1".into()),
+        "{e}"
+    );
+    let (status, head, body) = http_exchange(&addr, "GET", "/v1/nowhere", None, &[]).unwrap();
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, &e["error"]["code"]), (404, &"not_found".into()));
+    assert!(
+        head.to_ascii_lowercase().contains("x-request-id: "),
+        "{head}"
+    );
     wait_until(
         Duration::from_secs(90),
         "simulated events in the event log",
@@ -78,15 +108,27 @@ fn demo_serves_and_simulated_events_are_queryable() {
         Duration::from_secs(30),
         "features of a logged product view",
         || {
-            http_get(&addr, &format!("/v1/products/{product}/features")).is_some_and(
-                |(status, body)| {
-                    let f: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                    status == 200 && f["totals"]["views"].as_u64().unwrap_or(0) >= 1
-                },
+            http_call(
+                &addr,
+                "GET",
+                &format!("/v1/products/{product}/features"),
+                None,
+                &[("authorization", &auth)],
             )
+            .is_some_and(|(status, body)| {
+                let f: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                status == 200 && f["totals"]["views"].as_u64().unwrap_or(0) >= 1
+            })
         },
     );
-    let (status, body) = http_get(&addr, &format!("/v1/users/{shopper}/segment")).unwrap();
+    let (status, body) = http_call(
+        &addr,
+        "GET",
+        &format!("/v1/users/{shopper}/segment"),
+        None,
+        &[("authorization", &auth)],
+    )
+    .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"known\":true"), "{body}");
 }
@@ -138,7 +180,9 @@ fn query_reports_bad_sql_clearly() {
 fn production_roles_simulate_import_and_query() {
     let table = fresh("events_cli_");
     let addr = format!("127.0.0.1:{}", free_port());
+    let dir = tempfile::tempdir().unwrap();
     let envs = vec![
+        ("LUSSO_DATA_DIR", dir.path().display().to_string()),
         ("LUSSO_KAFKA_BROKERS", require_env("LUSSO_KAFKA_BROKERS")),
         ("LUSSO_CLICKHOUSE_URL", require_env("LUSSO_CLICKHOUSE_URL")),
         ("LUSSO_CLICKHOUSE_DATABASE", "lusso_test".to_string()),
@@ -146,6 +190,7 @@ fn production_roles_simulate_import_and_query() {
         ("LUSSO_TOPIC_PREFIX", fresh("cli.")),
         ("LUSSO_HTTP_ADDR", addr.clone()),
     ];
+    let key = admin_key(&envs);
     let mut collector = lusso(&envs);
     collector.args(["serve", "--role", "collector"]);
     let _collector = Proc::spawn(collector);
@@ -168,7 +213,7 @@ fn production_roles_simulate_import_and_query() {
         "--max-events",
         "1000",
     ]);
-    sim.args(["--url", &format!("http://{addr}")]);
+    sim.args(["--url", &format!("http://{addr}"), "--key", &key]);
     run_ok(sim);
     let final_count = format!("SELECT count() FROM {table} FINAL");
     wait_until(

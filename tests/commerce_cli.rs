@@ -14,13 +14,17 @@ use serde_json::{json, Value};
 
 fn call(
     addr: &str,
+    key: &str,
     method: &str,
     path: &str,
     body: Option<Value>,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
     let body = body.map(|b| b.to_string());
-    let (status, text) = http_call(addr, method, path, body.as_deref(), headers)
+    let auth = bearer(key);
+    let mut headers = headers.to_vec();
+    headers.push(("authorization", &auth));
+    let (status, text) = http_call(addr, method, path, body.as_deref(), &headers)
         .unwrap_or_else(|| panic!("{method} {path}: no answer"));
     (
         status,
@@ -55,6 +59,7 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
         ("LUSSO_DATA_DIR", dir.path().display().to_string()),
         ("LUSSO_HTTP_ADDR", addr.clone()),
     ];
+    let key = admin_key(&envs);
     let mut cmd = lusso(&envs);
     cmd.args(["serve"]);
     let _server = Proc::spawn(cmd);
@@ -63,13 +68,14 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
     });
 
     // A listed product with a variant, stocked online.
-    let (s, products) = call(&addr, "GET", "/v1/products?limit=5", None, &[]);
+    let (s, products) = call(&addr, &key, "GET", "/v1/products?limit=5", None, &[]);
     assert_eq!(s, 200, "{products}");
     let product = &products["products"][0];
     let pid = product["id"].as_str().unwrap().to_string();
     let sku = product["variants"][0]["sku"].as_str().unwrap().to_string();
     let (s, inv) = call(
         &addr,
+        &key,
         "PUT",
         &format!("/v1/inventory/{sku}"),
         Some(json!({"locations": {"online": 4}})),
@@ -80,6 +86,7 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
     // A merchandiser overrides the GB price; the cart shows it once serving's reloader has it.
     let (s, o) = call(
         &addr,
+        &key,
         "PUT",
         "/v1/prices/overrides",
         Some(json!({"product_id": pid, "market": "GB", "amount": 1234.0, "currency": "GBP"})),
@@ -92,6 +99,7 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
         || {
             let (_, p) = call(
                 &addr,
+                &key,
                 "GET",
                 &format!("/v1/prices?product_id={pid}&market=GB"),
                 None,
@@ -102,6 +110,7 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
     );
     let (s, cart) = call(
         &addr,
+        &key,
         "POST",
         "/v1/carts",
         Some(json!({"market": "GB", "lines": [{"sku": sku, "quantity": 1}]})),
@@ -113,6 +122,7 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
     // The IT cart is priced like /v1/prices in IT.
     let (_, it_price) = call(
         &addr,
+        &key,
         "GET",
         &format!("/v1/prices?product_id={pid}&market=IT"),
         None,
@@ -120,6 +130,7 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
     );
     let (_, it_cart) = call(
         &addr,
+        &key,
         "POST",
         "/v1/carts",
         Some(json!({"market": "IT", "lines": [{"sku": sku, "quantity": 1}]})),
@@ -137,6 +148,7 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
         "payment": {"provider": "fake"}});
     let (s, order) = call(
         &addr,
+        &key,
         "POST",
         "/v1/checkouts",
         Some(body.clone()),
@@ -147,6 +159,7 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
     assert_eq!(order["amount_due"].as_i64(), Some(shown));
     let (s2, again) = call(
         &addr,
+        &key,
         "POST",
         "/v1/checkouts",
         Some(body),
@@ -154,13 +167,28 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
     );
     assert_eq!((s2, &again["order_id"]), (201, &order["order_id"]));
     let id = order["order_id"].as_str().unwrap().to_string();
-    let (s, xml) = http_get(&addr, &format!("/v1/orders/{id}/invoice.xml")).unwrap();
+    let auth = bearer(&key);
+    let (s, xml) = http_call(
+        &addr,
+        "GET",
+        &format!("/v1/orders/{id}/invoice.xml"),
+        None,
+        &[("authorization", &auth)],
+    )
+    .unwrap();
     assert_eq!(s, 200, "{xml}");
     assert!(
         xml.contains("FatturaElettronica") && xml.contains("RSSMRA85T10A562S"),
         "{xml}"
     );
-    let (_, inv) = call(&addr, "GET", &format!("/v1/inventory/{sku}"), None, &[]);
+    let (_, inv) = call(
+        &addr,
+        &key,
+        "GET",
+        &format!("/v1/inventory/{sku}"),
+        None,
+        &[],
+    );
     assert_eq!(inv["locations"]["online"]["on_hand"], 3);
 
     // The outbox reached the commerce topic: this order's placement and payment, in order.

@@ -78,7 +78,10 @@ fn train_list_promote_rollback_through_the_cli_and_http() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // The same registry over HTTP.
+    // The same registry over HTTP, with a key.
+    let key = admin_key(&envs);
+    let auth = bearer(&key);
+    let auth = [("authorization", auth.as_str())];
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = lusso(&envs);
     cmd.args(["serve", "--role", "all", "--addr", &addr]);
@@ -86,15 +89,24 @@ fn train_list_promote_rollback_through_the_cli_and_http() {
     wait_until(Duration::from_secs(60), "the server", || {
         http_get(&addr, "/healthz").is_some()
     });
-    let (s, body) = http_get(&addr, "/v1/models").unwrap();
+    let (s, _) = http_get(&addr, "/v1/models").unwrap();
+    assert_eq!(s, 401, "the registry is not open to anyone");
+    let (s, body) = http_call(&addr, "GET", "/v1/models", None, &auth).unwrap();
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((s, body["promoted"].as_str()), (200, Some(v1.as_str())));
-    let (s, body) = http_request(&addr, "POST", &format!("/v1/models/{v2}/promote")).unwrap();
+    let (s, body) = http_call(
+        &addr,
+        "POST",
+        &format!("/v1/models/{v2}/promote"),
+        None,
+        &auth,
+    )
+    .unwrap();
     assert_eq!(s, 200, "{body}");
-    let (s, body) = http_request(&addr, "POST", "/v1/models/rollback").unwrap();
+    let (s, body) = http_call(&addr, "POST", "/v1/models/rollback", None, &auth).unwrap();
     let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!((s, body["promoted"].as_str()), (200, Some(v1.as_str())));
-    let (s, _) = http_request(&addr, "POST", "/v1/models/nope/promote").unwrap();
+    let (s, _) = http_call(&addr, "POST", "/v1/models/nope/promote", None, &auth).unwrap();
     assert_eq!(s, 404);
     // The CLI sees what HTTP did.
     let mut cmd = lusso(&envs);

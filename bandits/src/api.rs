@@ -7,13 +7,13 @@
 //!   `GET /v1/bandits/{slot}/ope?policy=&days=&bootstrap=&seed=`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
-use serde::de::DeserializeOwned;
+use pipelines::http::{json_body, ApiError, ApiResult};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -22,67 +22,6 @@ use crate::reward::Applied;
 use crate::service::{Action, Bandits, DecideRequest};
 use crate::slot::Slot;
 use crate::{ope, Error};
-
-/// A failed request.
-#[derive(Debug)]
-pub struct ApiError(pub Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, reason) = match self.0 {
-            Error::BadInput(r) => (StatusCode::BAD_REQUEST, r),
-            Error::NotFound(r) => (StatusCode::NOT_FOUND, r),
-            Error::Conflict(r) => (StatusCode::CONFLICT, r),
-            Error::Unavailable(r) => {
-                tracing::warn!(reason = %r, "bandits backend unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, r)
-            }
-            Error::Internal(r) => {
-                tracing::error!(reason = %r, "bandits internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, r)
-            }
-        };
-        // Messages start with the field they are about (`context.hour: …`); name it separately too.
-        let field = reason
-            .split_once(':')
-            .map(|(f, _)| f)
-            .filter(|f| !f.contains(' '))
-            .unwrap_or("request")
-            .to_string();
-        let mut resp = (
-            status,
-            Json(json!({"error": {"field": field, "reason": reason}})),
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
-        }
-        resp
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-/// Parses a JSON body; the error names the offending field path.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ApiError(Error::BadInput(format!("{field}: {}", e.into_inner())))
-    })
-}
 
 fn actor(headers: &HeaderMap) -> String {
     headers
@@ -113,17 +52,17 @@ pub fn app(bandits: Bandits) -> Router {
 }
 
 async fn decide(State(b): State<Bandits>, body: Bytes) -> ApiResult<Json<serde_json::Value>> {
-    let req: DecideRequest = parse(&body)?;
+    let req: DecideRequest = json_body(&body)?;
     let r = b.decide(req).await?;
     Ok(Json(serde_json::to_value(r).unwrap_or_default()))
 }
 
 fn parse_uuid(field: &str, s: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(s).map_err(|_| {
-        ApiError(Error::BadInput(format!(
-            "{field}: `{}` is not a UUID",
-            s.escape_debug()
-        )))
+        ApiError::from(Error::bad(
+            field.to_string(),
+            format!("`{}` is not a UUID", s.escape_debug()),
+        ))
     })
 }
 
@@ -148,7 +87,7 @@ struct RewardBody {
 }
 
 async fn reward(State(b): State<Bandits>, body: Bytes) -> ApiResult<Response> {
-    let r: RewardBody = parse(&body)?;
+    let r: RewardBody = json_body(&body)?;
     let id = parse_uuid("decision_id", &r.decision_id)?;
     let applied = b.reward(id, r.value).await?;
     let status = match &applied {
@@ -172,7 +111,7 @@ async fn create_slot(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let slot: Slot = parse(&body)?;
+    let slot: Slot = json_body(&body)?;
     b.sync().await?;
     if b.model(&slot.slot).is_some() {
         return Err(Error::Conflict(format!(
@@ -198,12 +137,12 @@ async fn put_slot(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Slot>> {
-    let slot: Slot = parse(&body)?;
+    let slot: Slot = json_body(&body)?;
     if slot.slot != name {
-        return Err(Error::BadInput(format!(
-            "slot: the body names `{}` but the path names `{name}`",
-            slot.slot
-        ))
+        return Err(Error::bad(
+            "slot",
+            format!("the body names `{}` but the path names `{name}`", slot.slot),
+        )
         .into());
     }
     // `version` in the body, when set, is the version the caller edited (optimistic locking).
@@ -226,7 +165,7 @@ async fn act(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Slot>> {
-    let action: Action = parse(&body)?;
+    let action: Action = json_body(&body)?;
     Ok(Json(b.act(&slot, action, &actor(&headers)).await?))
 }
 
@@ -252,10 +191,13 @@ fn number(field: &str, v: Option<&str>, default: f64, lo: f64, hi: f64) -> ApiRe
     };
     match v.parse::<f64>() {
         Ok(x) if x.is_finite() && x >= lo && x <= hi => Ok(x),
-        _ => Err(ApiError(Error::BadInput(format!(
-            "{field}: `{}` must be a number between {lo} and {hi}",
-            v.escape_debug()
-        )))),
+        _ => Err(ApiError::from(Error::bad(
+            field.to_string(),
+            format!(
+                "`{}` must be a number between {lo} and {hi}",
+                v.escape_debug()
+            ),
+        ))),
     }
 }
 

@@ -122,64 +122,67 @@ impl ContextInput {
     pub fn validate(&self) -> Result<()> {
         if let Some(s) = &self.segment {
             if !SEGMENTS.contains(&s.as_str()) {
-                return Err(Error::BadInput(format!(
-                    "context.segment: `{s}` is not a known segment ({})",
-                    SEGMENTS.join(", ")
-                )));
+                return Err(Error::bad(
+                    "context.segment",
+                    format!("`{s}` is not a known segment ({})", SEGMENTS.join(", ")),
+                ));
             }
         }
         if let Some(c) = self.cluster {
             if c >= CLUSTERS {
-                return Err(Error::BadInput(format!(
-                    "context.cluster: {c} must be below {CLUSTERS}"
-                )));
+                return Err(Error::bad(
+                    "context.cluster",
+                    format!("{c} must be below {CLUSTERS}"),
+                ));
             }
         }
         if let Some(d) = &self.device {
             if !DEVICES.contains(&d.as_str()) {
-                return Err(Error::BadInput(format!(
-                    "context.device: `{d}` must be one of {}",
-                    DEVICES.join(", ")
-                )));
+                return Err(Error::bad(
+                    "context.device",
+                    format!("`{d}` must be one of {}", DEVICES.join(", ")),
+                ));
             }
         }
         if let Some(m) = &self.market {
             if m.len() != 2 || !m.chars().all(|c| c.is_ascii_uppercase()) {
-                return Err(Error::BadInput(format!(
-                    "context.market: `{m}` must be an ISO 3166 alpha-2 code such as IT"
-                )));
+                return Err(Error::bad(
+                    "context.market",
+                    format!("`{m}` must be an ISO 3166 alpha-2 code such as IT"),
+                ));
             }
         }
         if let Some(h) = self.hour {
             if h > 23 {
-                return Err(Error::BadInput(format!("context.hour: {h} must be 0–23")));
+                return Err(Error::bad("context.hour", format!("{h} must be 0–23")));
             }
         }
         if let Some(w) = self.weekday {
             if !(1..=7).contains(&w) {
-                return Err(Error::BadInput(format!(
-                    "context.weekday: {w} must be 1 (Monday) – 7 (Sunday)"
-                )));
+                return Err(Error::bad(
+                    "context.weekday",
+                    format!("{w} must be 1 (Monday) – 7 (Sunday)"),
+                ));
             }
         }
         if let Some(s) = &self.session_id {
             if s.is_empty() || s.len() > 128 {
-                return Err(Error::BadInput(
-                    "context.session_id: must be 1–128 characters".into(),
-                ));
+                return Err(Error::bad("context.session_id", "must be 1–128 characters"));
             }
         }
         if let Some(a) = &self.category_affinity {
             for (k, v) in a {
                 if !CATEGORIES.contains(&k.as_str()) {
-                    return Err(Error::BadInput(format!(
-                        "context.category_affinity.{k}: not a catalogue category"
-                    )));
+                    return Err(Error::bad(
+                        format!("context.category_affinity.{k}"),
+                        "not a catalogue category",
+                    ));
                 }
                 if !(v.is_finite() && *v >= 0.0) {
-                    return Err(Error::BadInput(format!(
-                        "context.category_affinity.{k}: {v} must be a finite number ≥ 0"
-                    )));
+                    return Err(Error::bad(
+                        format!("context.category_affinity.{k}"),
+                        format!("{v} must be a finite number ≥ 0"),
+                    ));
                 }
             }
         }

@@ -3,9 +3,9 @@
 /// Errors of the bandit service and its off-policy evaluation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The caller's input is wrong (the message names the file, line or field and the reason).
-    #[error("{0}")]
-    BadInput(String),
+    /// The caller's input is wrong: `field` names the parameter, JSON path, file or line; `reason` says why.
+    #[error("{field}: {reason}")]
+    BadInput { field: String, reason: String },
     /// The named slot, arm or decision does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -23,6 +23,16 @@ pub enum Error {
 /// Result with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A [`Error::BadInput`] naming `field`.
+    pub fn bad(field: impl Into<String>, reason: impl Into<String>) -> Error {
+        Error::BadInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         pipelines::pg::from_sqlx(e).into()
@@ -34,6 +44,22 @@ impl From<pipelines::Error> for Error {
         match e {
             pipelines::Error::Unavailable(m) | pipelines::Error::Full(m) => Error::Unavailable(m),
             other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Error> for pipelines::http::ApiError {
+    fn from(e: Error) -> Self {
+        use pipelines::http::ApiError;
+        match e {
+            Error::BadInput { field, reason } => ApiError::BadInput { field, reason },
+            Error::NotFound(m) => ApiError::NotFound(m),
+            Error::Conflict(reason) => ApiError::Conflict {
+                field: None,
+                reason,
+            },
+            Error::Unavailable(m) => ApiError::unavailable(m),
+            Error::Internal(m) => ApiError::Internal(m),
         }
     }
 }

@@ -46,8 +46,11 @@ pub struct Feedback {
 
 fn bad(path: &Path, line: Option<u64>, what: &str, why: impl std::fmt::Display) -> Error {
     match line {
-        Some(l) => Error::BadInput(format!("{}: line {l}: {what}: {why}", path.display())),
-        None => Error::BadInput(format!("{}: {what}: {why}", path.display())),
+        Some(l) => Error::bad(
+            path.display().to_string(),
+            format!("line {l}: {what}: {why}"),
+        ),
+        None => Error::bad(path.display().to_string(), format!("{what}: {why}")),
     }
 }
 
@@ -159,23 +162,23 @@ impl Policy {
         let mut prob = vec![0.0; n_actions * len_list];
         for &(a, p, q) in rows {
             if a >= n_actions || p >= len_list {
-                return Err(Error::BadInput(format!(
-                    "policy: (action {a}, position {p}) is outside {n_actions} actions × {len_list} positions"
-                )));
+                return Err(Error::bad("policy", format!("(action {a}, position {p}) is outside {n_actions} actions × {len_list} positions")));
             }
             if !(0.0..=1.0).contains(&q) {
-                return Err(Error::BadInput(format!(
-                    "policy: prob {q} of (action {a}, position {p}) is not in [0, 1]"
-                )));
+                return Err(Error::bad(
+                    "policy",
+                    format!("prob {q} of (action {a}, position {p}) is not in [0, 1]"),
+                ));
             }
             prob[p * n_actions + a] += q;
         }
         for p in 0..len_list {
             let s: f64 = prob[p * n_actions..(p + 1) * n_actions].iter().sum();
             if (s - 1.0).abs() > 1e-6 {
-                return Err(Error::BadInput(format!(
-                    "policy: the probabilities of position {p} sum to {s}, not 1"
-                )));
+                return Err(Error::bad(
+                    "policy",
+                    format!("the probabilities of position {p} sum to {s}, not 1"),
+                ));
             }
         }
         Ok(Policy {
@@ -317,16 +320,22 @@ pub fn evaluate(
     spec: IntervalSpec,
 ) -> Result<Report> {
     if policy.n_actions < fb.n_actions || policy.len_list < fb.len_list {
-        return Err(Error::BadInput(format!(
-            "policy: covers {} actions × {} positions, the log has {} × {}",
-            policy.n_actions, policy.len_list, fb.n_actions, fb.len_list
-        )));
+        return Err(Error::bad(
+            "policy",
+            format!(
+                "covers {} actions × {} positions, the log has {} × {}",
+                policy.n_actions, policy.len_list, fb.n_actions, fb.len_list
+            ),
+        ));
     }
     if !(spec.alpha > 0.0 && spec.alpha < 1.0) || spec.n_bootstrap_samples == 0 {
-        return Err(Error::BadInput(format!(
-            "interval: alpha {} must be in (0, 1) and n_bootstrap_samples ≥ 1",
-            spec.alpha
-        )));
+        return Err(Error::bad(
+            "interval",
+            format!(
+                "alpha {} must be in (0, 1) and n_bootstrap_samples ≥ 1",
+                spec.alpha
+            ),
+        ));
     }
     // q̄(p) per position.
     let qbar: Vec<f64> = (0..fb.len_list)
@@ -362,15 +371,18 @@ pub fn evaluate_contextual(
     spec: IntervalSpec,
 ) -> Result<Report> {
     if dists.len() != fb.rounds.len() || dists.iter().any(|d| d.len() < fb.n_actions) {
-        return Err(Error::BadInput(format!(
-            "policy: need one distribution over {} actions per round ({} rounds, {} given)",
-            fb.n_actions,
-            fb.rounds.len(),
-            dists.len()
-        )));
+        return Err(Error::bad(
+            "policy",
+            format!(
+                "need one distribution over {} actions per round ({} rounds, {} given)",
+                fb.n_actions,
+                fb.rounds.len(),
+                dists.len()
+            ),
+        ));
     }
     if fb.rounds.is_empty() {
-        return Err(Error::BadInput("log: no rounds to evaluate".into()));
+        return Err(Error::bad("log", "no rounds to evaluate"));
     }
     let q = RewardModel::empirical(fb);
     let mut w = Vec::with_capacity(dists.len());

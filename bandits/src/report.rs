@@ -289,13 +289,14 @@ impl Candidate {
             "thompson" => Ok(Candidate::Thompson),
             _ => match s.strip_prefix("arm:") {
                 Some(a) if slot.arm_index(a).is_some() => Ok(Candidate::Arm(a.to_string())),
-                Some(a) => Err(Error::BadInput(format!(
-                    "policy: `{a}` is not an arm of slot `{}`",
-                    slot.slot
-                ))),
-                None => Err(Error::BadInput(format!(
-                    "policy: `{s}` must be uniform, greedy, thompson or arm:ARM_ID"
-                ))),
+                Some(a) => Err(Error::bad(
+                    "policy",
+                    format!("`{a}` is not an arm of slot `{}`", slot.slot),
+                )),
+                None => Err(Error::bad(
+                    "policy",
+                    format!("`{s}` must be uniform, greedy, thompson or arm:ARM_ID"),
+                )),
             },
         }
     }

@@ -126,12 +126,11 @@ impl BanditsConfig {
             ),
         ] {
             if let Ok(v) = std::env::var(name) {
-                *field = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::BadInput(format!("{name}: `{v}` is not a whole number")))?;
+                *field = v.trim().parse().map_err(|_| {
+                    Error::bad(name.to_string(), format!("`{v}` is not a whole number"))
+                })?;
                 if *field == 0 {
-                    return Err(Error::BadInput(format!("{name}: must be at least 1")));
+                    return Err(Error::bad(name.to_string(), "must be at least 1"));
                 }
             }
         }
@@ -215,9 +214,9 @@ pub struct Bandits {
 
 fn check_id(field: &str, v: &Option<String>) -> Result<()> {
     match v {
-        Some(s) if s.is_empty() || s.len() > 128 => Err(Error::BadInput(format!(
-            "{field}: must be 1–128 characters"
-        ))),
+        Some(s) if s.is_empty() || s.len() > 128 => {
+            Err(Error::bad(field.to_string(), "must be 1–128 characters"))
+        }
         _ => Ok(()),
     }
 }
@@ -370,8 +369,9 @@ impl Bandits {
         check_id("user_id", &req.user_id)?;
         check_id("anonymous_id", &req.anonymous_id)?;
         if req.user_id.is_none() && req.anonymous_id.is_none() {
-            return Err(Error::BadInput(
-                "user_id: a user_id or an anonymous_id is required".into(),
+            return Err(Error::bad(
+                "user_id",
+                "a user_id or an anonymous_id is required",
             ));
         }
         req.context.validate()?;
@@ -471,9 +471,10 @@ impl Bandits {
     /// Records an explicit reward (`value` in [0, 1]).
     pub async fn reward(&self, decision_id: Uuid, value: f64) -> Result<Applied> {
         if !(value.is_finite() && (0.0..=1.0).contains(&value)) {
-            return Err(Error::BadInput(format!(
-                "value: {value} must be between 0 and 1"
-            )));
+            return Err(Error::bad(
+                "value",
+                format!("{value} must be between 0 and 1"),
+            ));
         }
         let signal = Signal {
             signal_id: "explicit".into(),
@@ -602,10 +603,13 @@ impl Bandits {
             }
             Action::Force { segment, arm_id } => {
                 if !crate::context::SEGMENTS.contains(&segment.as_str()) {
-                    return Err(Error::BadInput(format!(
-                        "segment: `{segment}` is not a known segment ({})",
-                        crate::context::SEGMENTS.join(", ")
-                    )));
+                    return Err(Error::bad(
+                        "segment",
+                        format!(
+                            "`{segment}` is not a known segment ({})",
+                            crate::context::SEGMENTS.join(", ")
+                        ),
+                    ));
                 }
                 arm_mut(&mut s, arm_id)?;
                 s.forced.insert(segment.clone(), arm_id.clone());

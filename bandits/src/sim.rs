@@ -160,8 +160,9 @@ fn slot(policy: SimPolicy) -> Slot {
 /// Runs every policy in [`SimPolicy::ALL`] on the same seed.
 pub fn run(config: &SimConfig, mut progress: impl FnMut(&str, usize)) -> Result<SimReport> {
     if config.decisions == 0 || config.feedback_batch == 0 {
-        return Err(Error::BadInput(
-            "decisions and feedback batch must be at least 1".into(),
+        return Err(Error::bad(
+            "decisions",
+            "decisions and feedback batch must be at least 1",
         ));
     }
     let w = segment_weights();

@@ -268,9 +268,10 @@ fn check_id(field: &str, id: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::BadInput(format!(
-            "{field}: `{id}` must be 1–64 characters of letters, digits, `_`, `-` or `.`"
-        )))
+        Err(Error::bad(
+            field.to_string(),
+            format!("`{id}` must be 1–64 characters of letters, digits, `_`, `-` or `.`"),
+        ))
     }
 }
 
@@ -278,9 +279,10 @@ fn check_range(field: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
     if v.is_finite() && v >= lo && v <= hi {
         Ok(())
     } else {
-        Err(Error::BadInput(format!(
-            "{field}: {v} must be between {lo} and {hi}"
-        )))
+        Err(Error::bad(
+            field.to_string(),
+            format!("{v} must be between {lo} and {hi}"),
+        ))
     }
 }
 
@@ -294,48 +296,55 @@ impl Slot {
         check_range("policy.epsilon", p.epsilon, 0.0, 1.0)?;
         check_range("policy.lambda", p.lambda, 1e-6, 1e6)?;
         if !(10..=100_000).contains(&p.mc_draws) {
-            return Err(Error::BadInput(format!(
-                "policy.mc_draws: {} must be between 10 and 100000",
-                p.mc_draws
-            )));
+            return Err(Error::bad(
+                "policy.mc_draws",
+                format!("{} must be between 10 and 100000", p.mc_draws),
+            ));
         }
         check_range("policy.prior_strength", p.prior_strength, 0.0, 1e6)?;
         let r = &self.reward;
         if r.click_window_secs == 0 || r.click_window_secs > 30 * 86_400 {
-            return Err(Error::BadInput(format!(
-                "reward.click_window_secs: {} must be between 1 and 2592000 (30 days)",
-                r.click_window_secs
-            )));
+            return Err(Error::bad(
+                "reward.click_window_secs",
+                format!(
+                    "{} must be between 1 and 2592000 (30 days)",
+                    r.click_window_secs
+                ),
+            ));
         }
         if r.attribution_window_secs == 0 || r.attribution_window_secs > 90 * 86_400 {
-            return Err(Error::BadInput(format!(
-                "reward.attribution_window_secs: {} must be between 1 and 7776000 (90 days)",
-                r.attribution_window_secs
-            )));
+            return Err(Error::bad(
+                "reward.attribution_window_secs",
+                format!(
+                    "{} must be between 1 and 7776000 (90 days)",
+                    r.attribution_window_secs
+                ),
+            ));
         }
         check_range("reward.default_value", r.default_value, 0.0, 1.0)?;
         check_range("reward.revenue_cap_eur", r.revenue_cap_eur, 0.01, 1e9)?;
         check_range("traffic_floor", self.traffic_floor, 0.0, MAX_FLOOR_TOTAL)?;
         if self.arms.len() > MAX_ARMS {
-            return Err(Error::BadInput(format!(
-                "arms: {} arms, at most {MAX_ARMS} per slot",
-                self.arms.len()
-            )));
+            return Err(Error::bad(
+                "arms",
+                format!("{} arms, at most {MAX_ARMS} per slot", self.arms.len()),
+            ));
         }
         let mut floors = 0.0;
         for (i, a) in self.arms.iter().enumerate() {
             check_id(&format!("arms[{i}].arm_id"), &a.arm_id)?;
             if self.arms[..i].iter().any(|b| b.arm_id == a.arm_id) {
-                return Err(Error::BadInput(format!(
-                    "arms[{i}].arm_id: `{}` appears twice",
-                    a.arm_id
-                )));
+                return Err(Error::bad(
+                    format!("arms[{i}].arm_id"),
+                    format!("`{}` appears twice", a.arm_id),
+                ));
             }
             if let (Some(s), Some(e)) = (a.campaign_start, a.campaign_end) {
                 if e <= s {
-                    return Err(Error::BadInput(format!(
-                        "arms[{i}].campaign_end: {e} is not after campaign_start {s}"
-                    )));
+                    return Err(Error::bad(
+                        format!("arms[{i}].campaign_end"),
+                        format!("{e} is not after campaign_start {s}"),
+                    ));
                 }
             }
             if let Some(f) = a.traffic_floor {
@@ -348,16 +357,17 @@ impl Slot {
             floors += self.floor_of(a);
         }
         if floors > MAX_FLOOR_TOTAL + 1e-12 {
-            return Err(Error::BadInput(format!(
-                "traffic_floor: the arms' floors add up to {floors:.3}, at most {MAX_FLOOR_TOTAL}"
-            )));
+            return Err(Error::bad(
+                "traffic_floor",
+                format!("the arms' floors add up to {floors:.3}, at most {MAX_FLOOR_TOTAL}"),
+            ));
         }
         for (segment, arm) in &self.forced {
             if !self.arms.iter().any(|a| &a.arm_id == arm) {
-                return Err(Error::BadInput(format!(
-                    "forced.{segment}: arm `{arm}` is not an arm of slot `{}`",
-                    self.slot
-                )));
+                return Err(Error::bad(
+                    format!("forced.{segment}"),
+                    format!("arm `{arm}` is not an arm of slot `{}`", self.slot),
+                ));
             }
         }
         Ok(())

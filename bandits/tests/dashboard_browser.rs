@@ -1,7 +1,9 @@
-//! The merchandiser dashboard end to end in a real headless Chromium, driven through ChromeDriver's W3C
-//! WebDriver HTTP protocol by a small client over reqwest: the page's numbers equal the JSON API's, the
-//! winner is the API's, a Pause click reaches the service (audited under the typed name) and the paused arm
-//! is no longer served, and the off-policy section shows the API's DR estimate.
+//! The merchandiser dashboard end to end in a real headless Chromium behind the access-control edge, driven
+//! through ChromeDriver's W3C WebDriver HTTP protocol by a small client over reqwest: the merchandiser logs
+//! in with a key, the page's numbers equal the JSON API's, the winner is the API's, a Pause click reaches the
+//! service (audited under the key's name) and the paused arm is no longer served, the off-policy section
+//! shows the API's DR estimate, a cross-origin or token-less request with the session cookie is refused, and
+//! logging out ends the session.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver`: `bash scripts/browser.sh` installs them (a missing
 //! one fails the test, it is never skipped). Time is a [`ManualClock`]; nothing waits on the wall clock
@@ -16,10 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use axum::http::Method;
 use bandits::service::ManualClock;
 use bandits::slot::Objective;
 use bandits::{api, dashboard, joiner};
 use common::*;
+use pipelines::access::{FileKeys, KeyKind, Keys, NewKey, Scope};
+use pipelines::http::auth::{Access, Edge};
 use serde_json::{json, Value};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -28,7 +33,8 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const ARMS: [&str; 3] = ["hero_sale", "hero_new", "hero_classic"];
 const SEGMENT: &str = "At Risk";
-const ACTOR: &str = "Giulia Rossi";
+/// The merchandiser's key name: the audit actor of what she does.
+const ACTOR: &str = "giulia-rossi";
 
 /// One browser at a time: two Chromiums on a two-core machine only make both runs slow.
 static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -381,12 +387,31 @@ async fn dashboard_in_a_browser(backend: Backend) {
     }
     b.sync().await.unwrap();
 
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys = Keys::load(std::sync::Arc::new(FileKeys::in_dir(keys_dir.path())))
+        .await
+        .unwrap();
+    let (key, _) = keys
+        .create(NewKey {
+            name: ACTOR.into(),
+            kind: KeyKind::Secret,
+            scopes: [Scope::SlotsWrite, Scope::DataRead].into_iter().collect(),
+            origins: vec![],
+        })
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = api::app(b.clone()).merge(dashboard::routes(b.clone()));
+    let app = behind_the_edge(&b, keys);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
+        .default_headers(auth)
         .build()
         .unwrap();
 
@@ -415,8 +440,19 @@ async fn dashboard_in_a_browser(backend: Backend) {
 
     let browser = Browser::start().await;
 
-    // The slot list links to the slot's page.
+    // Without a session the dashboard sends the browser to the login form; a wrong key is refused there.
     browser.goto(&format!("{base}/dashboard")).await;
+    assert!(
+        browser.current_url().await.contains("/console/login"),
+        "{}",
+        browser.current_url().await
+    );
+    log_in(&browser, "sk_not_a_key").await;
+    browser.testid("login-error").await;
+    log_in(&browser, &key).await;
+    assert!(browser.current_url().await.ends_with("/dashboard"));
+
+    // The slot list links to the slot's page.
     let link = browser.testid("slot-home_hero").await;
     browser.click(&link).await;
     let heading = browser.testid("slot-title").await;
@@ -434,6 +470,8 @@ async fn dashboard_in_a_browser(backend: Backend) {
         "{}",
         browser.title().await
     );
+    let who = browser.testid("signed-in").await;
+    assert_eq!(browser.text(&who).await, ACTOR);
     let report = get_json(&http, &format!("{base}/v1/bandits/home_hero/report")).await;
     let seg = segment(&report, SEGMENT);
     assert!(seg["decisions"].as_u64().unwrap() > 0);
@@ -530,8 +568,6 @@ async fn dashboard_in_a_browser(backend: Backend) {
         .unwrap()
         .to_string();
     browser.goto(&page).await;
-    let actor = browser.testid("actor").await;
-    browser.type_into(&actor, ACTOR).await;
     browser
         .execute("window.beforeTheClick = true; return true")
         .await
@@ -605,8 +641,104 @@ async fn dashboard_in_a_browser(backend: Backend) {
     let trail = browser.text(&browser.testid("audit").await).await;
     assert!(trail.contains(ACTOR) && trail.contains("pause"), "{trail}");
 
+    session_cookie_needs_its_origin_and_token(&browser, &base, &loser).await;
+
+    // Logging out ends the session: the dashboard asks for a key again.
+    let logout = browser.testid("logout").await;
+    browser.click(&logout).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !browser.current_url().await.contains("/console/login") {
+        assert!(
+            Instant::now() < deadline,
+            "logout did not land on the login page"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.goto(&format!("{base}/dashboard")).await;
+    assert!(
+        browser.current_url().await.contains("/console/login"),
+        "{}",
+        browser.current_url().await
+    );
+
     browser.quit().await;
     server.abort();
+}
+
+/// The dashboard and the API behind the edge, with the console's login: reads need `slots:write` or
+/// `data:read`, changes `slots:write`.
+fn behind_the_edge(b: &bandits::service::Bandits, keys: Keys) -> axum::Router {
+    fn policy(method: &Method, path: &str) -> Access {
+        const READ: &[Scope] = &[Scope::SlotsWrite, Scope::DataRead];
+        match path {
+            "/console/login" | "/console/logout" => Access::Public,
+            _ if *method == Method::GET => Access::AnyOf(READ),
+            _ => Access::Scope(Scope::SlotsWrite),
+        }
+    }
+    let edge = Edge::new(keys, policy, vec![]);
+    api::app(b.clone())
+        .merge(dashboard::routes(b.clone()))
+        .merge(pipelines::http::console::routes(edge.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            edge,
+            pipelines::http::auth::authorize,
+        ))
+        .layer(axum::middleware::from_fn(pipelines::http::request_ids))
+}
+
+async fn log_in(browser: &Browser, key: &str) {
+    let field = browser.testid("key").await;
+    browser.type_into(&field, key).await;
+    let button = browser.testid("login").await;
+    browser.click(&button).await;
+}
+
+/// The browser's session cookie works with the page's CSRF token from the page's own origin, and is refused
+/// from another origin or without the token (the request a hostile page could make).
+async fn session_cookie_needs_its_origin_and_token(browser: &Browser, base: &str, arm: &str) {
+    let cookie = browser
+        .cmd(reqwest::Method::GET, "/cookie/lusso_session", None)
+        .await;
+    let cookie = format!("lusso_session={}", cookie["value"].as_str().unwrap());
+    let csrf = browser
+        .execute("return document.body.getAttribute('data-csrf')")
+        .await
+        .unwrap();
+    let csrf = csrf.as_str().unwrap().to_string();
+    assert!(csrf.len() > 20, "{csrf}");
+    let plain = reqwest::Client::new();
+    let resume = |origin: &str, token: Option<&str>| {
+        let mut r = plain
+            .post(format!("{base}/v1/slots/home_hero/actions"))
+            .header("cookie", &cookie)
+            .header("origin", origin)
+            .json(&json!({"action": "resume", "arm_id": arm}));
+        if let Some(t) = token {
+            r = r.header("x-csrf-token", t);
+        }
+        r.send()
+    };
+    let r = resume("https://evil.example", Some(&csrf)).await.unwrap();
+    assert_eq!(r.status(), 403, "cross-origin: {}", r.text().await.unwrap());
+    let r = resume(base, None).await.unwrap();
+    assert_eq!(r.status(), 403, "no token: {}", r.text().await.unwrap());
+    let r = resume(base, Some("wrong")).await.unwrap();
+    assert_eq!(r.status(), 403, "wrong token: {}", r.text().await.unwrap());
+    let r = resume(base, Some(&csrf)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // A form post (what a hostile page can send without CORS) is not JSON: 415 even with cookie and token.
+    let r = plain
+        .post(format!("{base}/v1/slots/home_hero/actions"))
+        .header("cookie", &cookie)
+        .header("origin", base)
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("action=pause")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
 }
 
 mod memory {

@@ -17,11 +17,12 @@
 //! one carrying a card-number-like value anywhere is refused with `400` naming the JSON path, and the value
 //! is neither logged nor stored.
 
+use pipelines::http::{json_body, ApiError, ApiResult};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,67 +40,6 @@ use crate::model::CartLine;
 use crate::service::{Commerce, NewCart, SetInventory};
 use crate::{pci, Error};
 
-/// A failed request.
-#[derive(Debug)]
-pub struct ApiError(pub Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, field, reason) = match self.0 {
-            Error::BadInput { field, reason } => (StatusCode::BAD_REQUEST, field, reason),
-            Error::NotFound(r) => (StatusCode::NOT_FOUND, "id".to_string(), r),
-            Error::Conflict(r) => (StatusCode::CONFLICT, "state".to_string(), r),
-            Error::PaymentFailed { provider, reason } => (
-                StatusCode::PAYMENT_REQUIRED,
-                "payment".to_string(),
-                format!("{provider}: {reason}"),
-            ),
-            Error::Unavailable(r) => {
-                tracing::warn!(reason = %r, "commerce backend unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "backend".to_string(), r)
-            }
-            Error::Internal(r) => {
-                tracing::error!(reason = %r, "commerce internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "server".to_string(), r)
-            }
-        };
-        let mut resp = (
-            status,
-            Json(json!({"error": {"field": field, "reason": reason}})),
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
-        }
-        resp
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> Error {
-    let path = e.path().to_string();
-    let field = if path == "." {
-        "body".to_string()
-    } else {
-        path
-    };
-    Error::bad(field, e.into_inner().to_string())
-}
-
-/// Parses a JSON body; the error names the offending field path.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| ApiError(path_error(e)))
-}
-
 /// Decodes a JSON value into `T`; the error names the offending field path.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> crate::Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
@@ -114,7 +54,8 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> crate::Resul
 }
 
 fn uuid(what: &str, id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| ApiError(Error::bad(what, format!("`{id}` is not a UUID"))))
+    Uuid::parse_str(id)
+        .map_err(|_| ApiError::from(Error::bad(what, format!("`{id}` is not a UUID"))))
 }
 
 /// The commerce routes, behind the card-number guard.
@@ -149,7 +90,7 @@ async fn card_guard(
     let (parts, body) = request.into_parts();
     let limit = c.config.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError(Error::bad(
+        ApiError::from(Error::bad(
             "body",
             format!("larger than {limit} bytes or unreadable"),
         ))
@@ -158,7 +99,7 @@ async fn card_guard(
         c.metrics.card_numbers_refused.inc();
         // Only the path is logged: the value never leaves this function.
         tracing::warn!(field = %path, uri = %parts.uri.path(), "commerce: refused a request carrying a card-number-like value");
-        return Err(ApiError(Error::bad(
+        return Err(ApiError::from(Error::bad(
             path,
             "looks like a payment card number; card data must go to the payment provider, send its token or payment-method id instead",
         )));
@@ -180,7 +121,7 @@ fn query_num(field: &str, v: &Option<String>, default: usize, max: usize) -> Api
         None => Ok(default),
         Some(s) => match s.trim().parse::<usize>() {
             Ok(n) if n <= max => Ok(n),
-            _ => Err(ApiError(Error::bad(
+            _ => Err(ApiError::from(Error::bad(
                 field,
                 format!("must be an integer 0–{max}, got `{s}`"),
             ))),
@@ -197,7 +138,7 @@ async fn products(
     let catalog = c.catalog.catalog();
     if let Some(cat) = &q.category {
         if !catalog.categories().iter().any(|k| &k.id == cat) {
-            return Err(ApiError(Error::bad(
+            return Err(ApiError::from(Error::bad(
                 "category",
                 format!("`{cat}` is not a category"),
             )));
@@ -245,7 +186,7 @@ async fn product(
         .catalog()
         .product(&id)
         .filter(|p| !p.hidden)
-        .ok_or_else(|| ApiError(Error::NotFound(format!("product `{id}` does not exist"))))?;
+        .ok_or_else(|| ApiError::from(Error::NotFound(format!("product `{id}` does not exist"))))?;
     Ok(Json(product_json(p)))
 }
 
@@ -265,7 +206,7 @@ async fn set_inventory(
     Path(sku): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let input: SetInventory = parse(&body)?;
+    let input: SetInventory = json_body(&body)?;
     Ok(Json(json!(c.set_inventory(&sku, input).await?)))
 }
 
@@ -276,7 +217,7 @@ async fn create_cart(State(c): State<Arc<Commerce>>, body: Bytes) -> ApiResult<R
             lines: Vec::new(),
         }
     } else {
-        parse(&body)?
+        json_body(&body)?
     };
     let cart = c.create_cart(input).await?;
     Ok((StatusCode::CREATED, Json(json!(cart))).into_response())
@@ -295,7 +236,7 @@ async fn add_line(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = uuid("id", &id)?;
-    let line: CartLine = parse(&body)?;
+    let line: CartLine = json_body(&body)?;
     Ok(Json(json!(c.add_line(id, line).await?)))
 }
 
@@ -309,7 +250,7 @@ async fn checkout(
             .get("idempotency-key")
             .map(|v| v.to_str().unwrap_or("\u{0}")),
     )?;
-    let value: serde_json::Value = parse(&body)?;
+    let value: serde_json::Value = json_body(&body)?;
     let stored = c.checkout(&key, value).await?;
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     Ok((status, Json(stored.body)).into_response())
@@ -331,10 +272,10 @@ async fn confirm(
     let params: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        parse(&body)?
+        json_body(&body)?
     };
     if !params.is_object() {
-        return Err(ApiError(Error::bad("body", "must be a JSON object")));
+        return Err(ApiError::from(Error::bad("body", "must be a JSON object")));
     }
     Ok(Json(json!(c.confirm_payment(id, params).await?)))
 }
@@ -362,7 +303,7 @@ async fn create_return(
     body: Bytes,
 ) -> ApiResult<Response> {
     let id = uuid("id", &id)?;
-    let input: ReturnInput = parse(&body)?;
+    let input: ReturnInput = json_body(&body)?;
     let ret = c.create_return(id, input).await?;
     Ok((StatusCode::CREATED, Json(json!(ret))).into_response())
 }
@@ -392,6 +333,6 @@ async fn record_sdi(
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = uuid("id", &id)?;
-    let receipt: SdiReceipt = parse(&body)?;
+    let receipt: SdiReceipt = json_body(&body)?;
     Ok(Json(json!(c.record_sdi(id, receipt).await?)))
 }

@@ -51,3 +51,22 @@ impl From<pipelines::Error> for Error {
         }
     }
 }
+
+impl From<Error> for pipelines::http::ApiError {
+    fn from(e: Error) -> Self {
+        use pipelines::http::ApiError;
+        match e {
+            Error::BadInput { field, reason } => ApiError::BadInput { field, reason },
+            Error::NotFound(m) => ApiError::NotFound(m),
+            Error::Conflict(reason) => ApiError::Conflict {
+                field: None,
+                reason,
+            },
+            Error::PaymentFailed { provider, reason } => {
+                ApiError::PaymentDeclined(format!("{provider}: {reason}"))
+            }
+            Error::Unavailable(m) => ApiError::unavailable(m),
+            Error::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}

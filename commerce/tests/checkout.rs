@@ -142,7 +142,7 @@ async fn short_stock_is_409_and_reserves_nothing(backend: Backend) {
     let cart = f.cart("IT", &[(&a, 2), (&b2, 2)]).await;
     let (s, e) = f.checkout("k-short", checkout_body(&cart, "succeed")).await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
-    assert!(e["error"]["reason"].as_str().unwrap().contains(&b2), "{e}");
+    assert!(e["error"]["message"].as_str().unwrap().contains(&b2), "{e}");
     assert_eq!(f.levels(&a).await, (5, 0, 5));
     assert_eq!(f.levels(&b2).await, (1, 0, 1));
     // The key was not consumed: after a restock the same key checks out.
@@ -242,7 +242,7 @@ async fn concurrent_checkouts_never_oversell(backend: Backend) {
         match s {
             StatusCode::CREATED => created += 1,
             StatusCode::CONFLICT => {
-                let reason = b["error"]["reason"].as_str().unwrap_or_default();
+                let reason = b["error"]["message"].as_str().unwrap_or_default();
                 assert!(
                     reason.contains("insufficient stock") && reason.contains(&a),
                     "{b}"
@@ -338,7 +338,7 @@ async fn idempotency_key_replays_and_refuses_another_body(backend: Backend) {
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     let mut other = body.clone();
     other["payment"]["provider"] = json!("counting");
-    assert!(e["error"]["reason"]
+    assert!(e["error"]["message"]
         .as_str()
         .unwrap()
         .contains("Idempotency-Key"));

@@ -1,21 +1,20 @@
 //! HTTP API of the features: `GET /v1/users/{id}/features`, `GET /v1/users/{id}/segment`,
 //! `GET /v1/products/{id}/features`, `GET /v1/segments`. Each request is one store round trip (the shopper's two
-//! possible keys, registered `u:` and anonymous `a:`, are read in one pipeline). Errors map to HTTP in
-//! [`ApiError`] only: `{"error":{"field","reason"}}`, 400/404 for the caller, 503 + `Retry-After` when Redis is
-//! down, 500 for our bugs.
+//! possible keys, registered `u:` and anonymous `a:`, are read in one pipeline). Errors are the edge's
+//! [`ApiError`] (`pipelines::http`): 400/404 for the caller, 503 + `Retry-After` when Redis is down, 500 for
+//! our bugs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::{json, Value};
 use tokio::sync::RwLock;
 
+use pipelines::http::ApiError;
 use pipelines::log::EventLog;
 
 use crate::processor::Processor;
@@ -107,43 +106,6 @@ pub fn app(state: FeaturesApi) -> Router {
         .with_state(state)
 }
 
-/// A failed request (the one place errors become HTTP).
-#[derive(Debug)]
-pub struct ApiError(Error, &'static str);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError(e, "request")
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, field, reason) = match self.0 {
-            Error::BadInput(r) => (StatusCode::BAD_REQUEST, self.1, r),
-            Error::NotFound(r) => (StatusCode::NOT_FOUND, self.1, r),
-            Error::Unavailable(r) | Error::Full(r) => {
-                tracing::warn!(reason = %r, "features backend unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "backend", r)
-            }
-            Error::Internal(r) => {
-                tracing::error!(reason = %r, "features internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "server", r)
-            }
-        };
-        let mut resp = (
-            status,
-            Json(json!({"error": {"field": field, "reason": reason}})),
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
-        }
-        resp
-    }
-}
-
 /// Checks a path id: non-empty, at most 256 bytes, no control characters or braces (they would break key tags).
 fn check_id(id: &str) -> Result<(), ApiError> {
     let why = if id.trim().is_empty() {
@@ -156,10 +118,7 @@ fn check_id(id: &str) -> Result<(), ApiError> {
         None
     };
     match why {
-        Some(w) => Err(ApiError(
-            Error::BadInput(format!("id `{}`: {w}", id.escape_debug())),
-            "id",
-        )),
+        Some(w) => Err(ApiError::bad("id", format!("`{}` {w}", id.escape_debug()))),
         None => Ok(()),
     }
 }
@@ -171,10 +130,9 @@ async fn user_features(
     check_id(&id)?;
     match api.user_features(&id).await? {
         Some(f) => Ok(Json(f)),
-        None => Err(ApiError(
-            Error::NotFound(format!("no events seen for user `{id}`")),
-            "id",
-        )),
+        None => Err(ApiError::NotFound(format!(
+            "no events seen for user `{id}`"
+        ))),
     }
 }
 
@@ -210,12 +168,7 @@ async fn product_features(
     let state = match blob {
         Some(b) => ProductState::decode(&b)?,
         None if ctx.catalog.product(&id).is_some() => ProductState::default(),
-        None => {
-            return Err(ApiError(
-                Error::NotFound(format!("unknown product `{id}`")),
-                "id",
-            ))
-        }
+        None => return Err(ApiError::NotFound(format!("unknown product `{id}`"))),
     };
     let f = state.features(&id, Utc::now(), ctx);
     let mut v = serde_json::to_value(f).map_err(|e| Error::Internal(e.to_string()))?;
@@ -239,9 +192,8 @@ async fn segments(State(api): State<FeaturesApi>) -> Result<Json<Value>, ApiErro
 
 async fn train_segments(State(api): State<FeaturesApi>) -> Result<Json<Value>, ApiError> {
     let Some(log) = api.log.clone() else {
-        return Err(ApiError(
-            Error::NotFound("this process has no event log to train from".into()),
-            "path",
+        return Err(ApiError::NotFound(
+            "this process has no event log to train from".into(),
         ));
     };
     let model =

@@ -178,7 +178,7 @@ impl FeaturesConfig {
             if let Some(v) = v {
                 *into = v
                     .parse()
-                    .map_err(|_| Error::BadInput(format!("{key}: `{v}` is not a number")))?;
+                    .map_err(|_| Error::bad(key.to_string(), format!("`{v}` is not a number")))?;
             }
             Ok(())
         }
@@ -222,7 +222,8 @@ impl FeaturesConfig {
 
     /// Checks every value, naming the field and the reason.
     pub fn validated(self) -> Result<FeaturesConfig> {
-        let bad = |field: &str, why: &str| Err(Error::BadInput(format!("features.{field}: {why}")));
+        let bad =
+            |field: &str, why: &str| Err(Error::bad(format!("features.{field}"), why.to_string()));
         if !(1..=1000).contains(&self.last_n) {
             return bad("last_n", "must be 1–1000");
         }

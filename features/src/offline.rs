@@ -144,9 +144,10 @@ pub async fn write_snapshot(
                 .all(|c| c.is_ascii_alphanumeric() || c == '_')
                 || database.is_empty()
             {
-                return Err(Error::BadInput(format!(
-                    "clickhouse database `{database}`: letters, digits and _ only"
-                )));
+                return Err(Error::bad(
+                    format!("clickhouse database `{database}`"),
+                    "letters, digits and _ only",
+                ));
             }
             let ch =
                 |e: clickhouse::error::Error| Error::Unavailable(format!("clickhouse {url}: {e}"));

@@ -138,10 +138,13 @@ impl ClusterModel {
         now: DateTime<Utc>,
     ) -> Result<ClusterModel> {
         if shoppers.len() < k.max(2) {
-            return Err(Error::BadInput(format!(
-                "segments: {} shoppers with events are too few for k = {k} clusters",
-                shoppers.len()
-            )));
+            return Err(Error::bad(
+                "segments",
+                format!(
+                    "{} shoppers with events are too few for k = {k} clusters",
+                    shoppers.len()
+                ),
+            ));
         }
         let columns: Vec<String> = BASE_COLUMNS
             .iter()

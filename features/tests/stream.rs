@@ -163,7 +163,14 @@ async fn high_value_returning_shopper_over_http(redis: bool) {
     // The API validates and reports unknowns.
     let (status, body) = get(&router, "/v1/users/nobody-here/features").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert_eq!(body["error"]["field"], "id");
+    assert_eq!(body["error"]["code"], "not_found");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody-here"),
+        "{body}"
+    );
     let (status, body) = get(&router, "/v1/users/nobody-here/segment").await;
     assert_eq!(
         (status, body["segment"].as_str()),

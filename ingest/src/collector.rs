@@ -26,9 +26,9 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::api_error::ApiError;
 use crate::metrics::Metrics;
 use crate::{openapi, quarantine};
+use pipelines::http::ApiError;
 
 /// Collector limits (contract values as defaults).
 #[derive(Debug, Clone)]
@@ -37,8 +37,14 @@ pub struct CollectorConfig {
     pub max_batch_events: usize,
     /// Largest body in bytes (contract: 1 MiB).
     pub max_body_bytes: usize,
-    /// Requests processed at once; more get 503 (256: ~128k events in flight, bounded memory).
+    /// Requests processed at once (after their body is read); more get 503 (256: ~128k events in flight,
+    /// bounded memory).
     pub max_in_flight: usize,
+    /// Bodies being read at once; more get 503 at once. Reading takes no processing permit, so slow
+    /// uploads cannot starve the others of [`CollectorConfig::max_in_flight`] (1,024 × 1 MiB at worst).
+    pub max_reading: usize,
+    /// Longest a client may take to send its body; slower gets 408.
+    pub body_read_timeout: Duration,
     /// Events topic name.
     pub events_topic: String,
     /// Quarantine topic name.
@@ -51,6 +57,8 @@ impl Default for CollectorConfig {
             max_batch_events: 500,
             max_body_bytes: 1024 * 1024,
             max_in_flight: 256,
+            max_reading: 1024,
+            body_read_timeout: Duration::from_secs(10),
             events_topic: pipelines::topics::EVENTS.to_string(),
             quarantine_topic: pipelines::topics::QUARANTINE.to_string(),
         }
@@ -67,6 +75,7 @@ pub struct CollectorState {
     /// Metrics registry.
     pub metrics: Metrics,
     permits: Arc<Semaphore>,
+    readers: Arc<Semaphore>,
     schema: Arc<Value>,
     /// The `/openapi.json` document (the collector's own, or the process's merged one).
     openapi: Arc<Value>,
@@ -78,6 +87,7 @@ impl CollectorState {
         CollectorState {
             bus,
             permits: Arc::new(Semaphore::new(config.max_in_flight)),
+            readers: Arc::new(Semaphore::new(config.max_reading)),
             config: Arc::new(config),
             metrics,
             schema: Arc::new(pipelines::event::json_schema()),
@@ -141,7 +151,7 @@ async fn readyz(State(state): State<CollectorState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.bus.ping()).await {
         Ok(Ok(())) => Json(json!({"status": "ready", "bus": state.bus.describe()})).into_response(),
         Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(_) => ApiError::Unavailable(format!("{} did not answer in 2 s", state.bus.describe()))
+        Err(_) => ApiError::unavailable(format!("{} did not answer in 2 s", state.bus.describe()))
             .into_response(),
     }
 }
@@ -177,10 +187,7 @@ async fn post_events(State(state): State<CollectorState>, req: Request) -> Respo
     let result = ingest(&state, req).await;
     let status = match &result {
         Ok(_) => StatusCode::OK,
-        Err(ApiError::BadRequest { .. }) => StatusCode::BAD_REQUEST,
-        Err(ApiError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-        Err(ApiError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Err(e) => e.status(),
     };
     state
         .metrics
@@ -194,14 +201,30 @@ async fn post_events(State(state): State<CollectorState>, req: Request) -> Respo
 }
 
 async fn ingest(state: &CollectorState, req: Request) -> Result<IngestResponse, ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = {
+        let Ok(_reading) = state.readers.clone().try_acquire_owned() else {
+            return Err(ApiError::Full(format!(
+                "collector is reading its limit of {} bodies",
+                state.config.max_reading
+            )));
+        };
+        let read = read_body(&parts.headers, body, state.config.max_body_bytes);
+        tokio::time::timeout(state.config.body_read_timeout, read)
+            .await
+            .map_err(|_| {
+                ApiError::Timeout(format!(
+                    "the body did not arrive within {} s",
+                    state.config.body_read_timeout.as_secs()
+                ))
+            })??
+    };
     let Ok(_permit) = state.permits.clone().try_acquire_owned() else {
-        return Err(ApiError::Unavailable(format!(
+        return Err(ApiError::Full(format!(
             "collector is at its limit of {} requests in flight",
             state.config.max_in_flight
         )));
     };
-    let (parts, body) = req.into_parts();
-    let bytes = read_body(&parts.headers, body, state.config.max_body_bytes).await?;
     let parsed: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad("body", format!("not valid JSON: {e}")))?;
     let Value::Object(mut top) = parsed else {

@@ -3,7 +3,6 @@
 //! Layout:
 //! - [`collector`]: the HTTP collector (`POST /v1/events`, schema, health, metrics, OpenAPI, quarantine
 //!   admin), built as `fn app(state) -> Router`.
-//! - [`api_error`]: the one place errors become HTTP responses.
 //! - [`metrics`]: the Prometheus registry and the collector/sink metrics.
 //! - [`sink`]: the consumer group that writes `lusso.events.v1` into the event log, committing offsets only
 //!   after the write is durable.
@@ -11,7 +10,6 @@
 //! - [`openapi`]: the OpenAPI document.
 //! - [`import`]: dataset importers (UCI Online Retail).
 
-pub mod api_error;
 pub mod collector;
 pub mod import;
 pub mod metrics;

@@ -24,11 +24,7 @@ pub fn document() -> Value {
     let event: Value = serde_json::from_str(&event_text).unwrap_or(event);
     let mut schemas = json!({
         "Event": event,
-        "Error": {
-            "type": "object", "required": ["error"],
-            "properties": {"error": {"type": "object", "required": ["field", "reason"],
-                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}}}
-        },
+        "Error": pipelines::openapi::error_schema(),
         "FieldError": {
             "type": "object", "required": ["field", "code", "reason"],
             "properties": {"field": {"type": "string"}, "code": {"type": "string"}, "reason": {"type": "string"}}

@@ -100,7 +100,7 @@ async fn limits(b: Backends) {
     let (status, _, body) = post(&app, "{").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["field"], "body");
-    assert!(body["error"]["reason"].as_str().unwrap().contains("JSON"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("JSON"));
     let (status, _, body) = post(&app, r#"{"evnts": []}"#).await;
     assert_eq!(
         (status, body["error"]["field"].clone()),
@@ -238,8 +238,66 @@ async fn quarantine_replay(b: Backends) {
     sink.await.unwrap().unwrap();
 }
 
+/// 300 clients that send headers and part of a body, then stall, hold no processing permit: a normal client
+/// still gets 200 at once over a real socket, and the stalled ones get 408 when their read time is up.
+async fn slow_clients(b: Backends) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ingest::collector::CollectorConfig {
+        body_read_timeout: Duration::from_secs(3),
+        ..b.collector_config()
+    };
+    let app = ingest::collector::app(ingest::collector::CollectorState::new(
+        b.bus.clone(),
+        config,
+        ingest::metrics::Metrics::new(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"events\": [",
+        )
+        .await
+        .unwrap();
+        slow.push(s);
+    }
+    // Let the server start reading every stalled body.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = json!({"events": [valid_event(1)]}).to_string();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut answer))
+        .await
+        .expect("the normal client is answered while 300 others stall")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""accepted":1"#), "{answer}");
+    // The stalled ones are cut off after their read timeout, with 408.
+    let mut first = slow.swap_remove(0);
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), first.read_to_string(&mut answer))
+        .await
+        .expect("a stalled body is timed out")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"timeout""#), "{answer}");
+}
+
 mod embedded {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_clients() {
+        super::slow_clients(Backends::embedded().await).await;
+    }
 
     #[tokio::test]
     async fn mixed_batch() {
@@ -265,6 +323,11 @@ mod embedded {
 
 mod real {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_clients() {
+        super::slow_clients(Backends::real().await).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mixed_batch() {

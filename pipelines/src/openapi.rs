@@ -77,11 +77,34 @@ pub fn body(schema: Value) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": schema}}})
 }
 
+/// Every `error.code` an error body can carry (`pipelines::http`).
+pub const ERROR_CODES: [&str; 14] = [
+    "bad_input",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "payment_declined",
+    "too_large",
+    "unsupported_media_type",
+    "unauthorized",
+    "forbidden",
+    "too_many_requests",
+    "timeout",
+    "unavailable",
+    "full",
+    "internal",
+];
+
 /// The `Error` component every role answers errors with.
 pub fn error_schema() -> Value {
-    json!({"type": "object", "required": ["error"],
-        "properties": {"error": {"type": "object", "required": ["field", "reason"],
-            "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}}}})
+    json!({"type": "object", "required": ["error", "request_id"],
+        "properties": {
+            "error": {"type": "object", "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": ERROR_CODES},
+                    "message": {"type": "string"},
+                    "field": {"type": "string", "description": "The parameter, header or JSON path at fault"}}},
+            "request_id": {"type": "string", "description": "Also in the x-request-id header and in our logs"}}})
 }
 
 /// Merges `part` (`paths`, `components.schemas`) into `doc`.

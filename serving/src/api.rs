@@ -11,16 +11,16 @@
 //!
 //! The actor of a change is the `X-Lusso-User` header (`anonymous` when absent).
 
+use pipelines::http::{json_body, json_value, ApiError, ApiResult};
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use chrono::{Duration, Utc};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -31,60 +31,6 @@ use crate::recommend::Options;
 use crate::rules::RuleInput;
 use crate::service::Serving;
 use crate::Error;
-
-/// A failed request.
-#[derive(Debug)]
-pub struct ApiError(pub Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, field, reason) = match self.0 {
-            Error::BadInput { field, reason } => (StatusCode::BAD_REQUEST, field, reason),
-            Error::NotFound(r) => (StatusCode::NOT_FOUND, "id".to_string(), r),
-            Error::Conflict(r) => (StatusCode::CONFLICT, "version".to_string(), r),
-            Error::Unavailable(r) => {
-                tracing::warn!(reason = %r, "serving backend unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "backend".to_string(), r)
-            }
-            Error::Internal(r) => {
-                tracing::error!(reason = %r, "serving internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "server".to_string(), r)
-            }
-        };
-        let mut resp = (
-            status,
-            Json(json!({"error": {"field": field, "reason": reason}})),
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
-        }
-        resp
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-/// Parses a JSON body; the error names the offending field path.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ApiError(Error::bad(field, e.into_inner().to_string()))
-    })
-}
 
 fn actor(headers: &HeaderMap) -> String {
     headers
@@ -98,19 +44,20 @@ fn actor(headers: &HeaderMap) -> String {
 
 /// A `PUT` body's optional `"version"` (the version the client edited) and the rest of the body.
 fn take_version(body: &Bytes) -> ApiResult<(Option<i64>, serde_json::Value)> {
-    let mut value: serde_json::Value = parse(body)?;
+    let mut value: serde_json::Value = json_body(body)?;
     let expected = match value.as_object_mut().and_then(|o| o.remove("version")) {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => Some(
             v.as_i64()
-                .ok_or_else(|| ApiError(Error::bad("version", "must be an integer")))?,
+                .ok_or_else(|| ApiError::from(Error::bad("version", "must be an integer")))?,
         ),
     };
     Ok((expected, value))
 }
 
 fn rule_id(id: &str) -> ApiResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| ApiError(Error::bad("id", format!("`{id}` is not a UUID"))))
+    Uuid::parse_str(id)
+        .map_err(|_| ApiError::from(Error::bad("id", format!("`{id}` is not a UUID"))))
 }
 
 /// The serving routes.
@@ -181,7 +128,7 @@ async fn create_rule(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let input: RuleInput = parse(&body)?;
+    let input: RuleInput = json_body(&body)?;
     input.validate(s.catalog())?;
     let rule = s.stores().rules.create(input, &actor(&headers)).await?;
     s.reload(false).await?;
@@ -201,7 +148,7 @@ async fn update_rule(
 ) -> ApiResult<Response> {
     let id = rule_id(&id)?;
     let (expected, value) = take_version(&body)?;
-    let input: RuleInput = parse(&Bytes::from(value.to_string()))?;
+    let input: RuleInput = json_value(value)?;
     input.validate(s.catalog())?;
     let rule = s
         .stores()
@@ -230,7 +177,7 @@ fn limit(q: &HashMap<String, String>) -> ApiResult<usize> {
         None => Ok(100),
         Some(v) => match v.parse::<usize>() {
             Ok(n) if (1..=1000).contains(&n) => Ok(n),
-            _ => Err(ApiError(Error::bad(
+            _ => Err(ApiError::from(Error::bad(
                 "limit",
                 format!("`{v}` is not an integer in 1–1000"),
             ))),
@@ -287,7 +234,7 @@ fn default_placement() -> String {
 }
 
 async fn preview(State(s): State<Serving>, body: Bytes) -> ApiResult<Response> {
-    let p: PreviewRequest = parse(&body)?;
+    let p: PreviewRequest = json_body(&body)?;
     let mut q: HashMap<String, String> = HashMap::new();
     q.insert("segment".into(), p.segment.clone());
     q.insert("placement".into(), p.placement.clone());
@@ -371,7 +318,7 @@ async fn price(
         .get("product_id")
         .map(|p| p.trim())
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| ApiError(Error::bad("product_id", "is required")))?;
+        .ok_or_else(|| ApiError::from(Error::bad("product_id", "is required")))?;
     let market = request::market_param(&q)?.unwrap_or_else(|| s.config().default_market.clone());
     let p = s.prices().price(product, &market)?;
     timer.observe_duration();
@@ -391,7 +338,7 @@ async fn put_override(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let o: PriceOverrideInput = parse(&body)?;
+    let o: PriceOverrideInput = json_body(&body)?;
     s.prices().validate_override(&o)?;
     let stored = s.stores().overrides.put(o, &actor(&headers)).await?;
     s.reload(false).await?;
@@ -420,7 +367,7 @@ async fn create_experiment(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let input: ExperimentInput = parse(&body)?;
+    let input: ExperimentInput = json_body(&body)?;
     experiments::validate(&input)?;
     let e = s
         .stores()
@@ -442,10 +389,10 @@ async fn update_experiment(
     body: Bytes,
 ) -> ApiResult<Response> {
     let (expected, value) = take_version(&body)?;
-    let input: ExperimentInput = parse(&Bytes::from(value.to_string()))?;
+    let input: ExperimentInput = json_value(value)?;
     experiments::validate(&input)?;
     if input.key != key {
-        return Err(ApiError(Error::bad(
+        return Err(ApiError::from(Error::bad(
             "key",
             format!("`{}` differs from the path's `{key}`", input.key),
         )));
@@ -474,7 +421,7 @@ async fn assignment(
         .get("unit_id")
         .map(|u| u.trim())
         .filter(|u| !u.is_empty() && u.len() <= request::MAX_ID_LEN)
-        .ok_or_else(|| ApiError(Error::bad("unit_id", "is required (1–128 characters)")))?;
+        .ok_or_else(|| ApiError::from(Error::bad("unit_id", "is required (1–128 characters)")))?;
     let exps = s.experiments();
     let exp = match exps.iter().find(|e| e.key == key) {
         Some(e) => e.clone(),
@@ -509,7 +456,7 @@ async fn results(
         Some(v) => match v.parse::<i64>() {
             Ok(d) if (1..=365).contains(&d) => d,
             _ => {
-                return Err(ApiError(Error::bad(
+                return Err(ApiError::from(Error::bad(
                     "days",
                     format!("`{v}` is not an integer in 1–365"),
                 )))
@@ -518,7 +465,7 @@ async fn results(
     };
     let exp = s.stores().experiments.get(&key).await?;
     let Some(log) = s.log() else {
-        return Err(ApiError(Error::Unavailable(
+        return Err(ApiError::from(Error::Unavailable(
             "experiment results: no event log configured".into(),
         )));
     };

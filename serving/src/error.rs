@@ -65,3 +65,17 @@ impl From<training::Error> for Error {
         }
     }
 }
+
+impl From<Error> for pipelines::http::ApiError {
+    fn from(e: Error) -> Self {
+        use pipelines::http::ApiError;
+        match e {
+            Error::BadInput { field, reason } => ApiError::BadInput { field, reason },
+            Error::NotFound(m) => ApiError::NotFound(m),
+            // Serving's conflicts are stale versions and duplicate keys.
+            Error::Conflict(reason) => ApiError::conflict("version", reason),
+            Error::Unavailable(m) => ApiError::unavailable(m),
+            Error::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}

@@ -35,14 +35,18 @@ pub const PAGE: &str = r##"<!doctype html>
 <div id="grid"></div>
 <script>
 const $ = id => document.getElementById(id);
+// The publishable key (`?key=pk_…`, as `lusso demo` prints the page's address; remembered in this browser).
+const KEY = new URLSearchParams(location.search).get('key') || localStorage.getItem('lusso_pk') || '';
+if (KEY) localStorage.setItem('lusso_pk', KEY);
+const AUTH = KEY ? {'authorization': 'Bearer ' + KEY} : {};
 function esc(s){return String(s).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));}
 async function hero(user, market){
   try{
-    const r = await fetch('/v1/decisions',{method:'POST',headers:{'content-type':'application/json'},
+    const r = await fetch('/v1/decisions',{method:'POST',headers:{...AUTH,'content-type':'application/json'},
       body:JSON.stringify({slot:'home_hero',user_id:user,context:{market:market,device:'desktop'}})});
     const d = await r.json();
     $('hero').innerHTML = r.ok ? `<b>${esc(d.arm_id)}</b> <small>banner chosen by ${esc(d.policy)} · propensity ${Number(d.propensity).toFixed(3)}</small>`
-      : `<small>no banner: ${esc((d.error||{}).reason||r.status)}</small>`;
+      : `<small>no banner: ${esc((d.error||{}).message||r.status)}</small>`;
   }catch(e){ $('hero').textContent = 'no banner service'; }
 }
 async function recs(){
@@ -50,9 +54,9 @@ async function recs(){
   const q = new URLSearchParams({placement:'home', n:'12', market});
   if(user) q.set('user_id', user); if(seg) q.set('segment', seg); if(size) q.set('size', size);
   hero(user, market);
-  const r = await fetch('/v1/recommendations?'+q);
+  const r = await fetch('/v1/recommendations?'+q, {headers: AUTH});
   const d = await r.json();
-  if(!r.ok){ $('grid').innerHTML = `<p>${esc((d.error||{}).field)}: ${esc((d.error||{}).reason)}</p>`; return; }
+  if(!r.ok){ $('grid').innerHTML = `<p>${esc((d.error||{}).field||'')} ${esc((d.error||{}).message)}</p>`; return; }
   $('meta').textContent = `segment ${d.segment} · market ${d.market} · model ${d.model_version||'none'} · fallback ${d.fallback||'none'}`
     + (d.degraded.length ? ' · degraded: '+d.degraded.join(', ') : '')
     + (Object.keys(d.experiments).length ? ' · experiments: '+JSON.stringify(d.experiments) : '');

@@ -367,16 +367,21 @@ async fn prices_per_market(real: bool) {
             "product_id",
             StatusCode::BAD_REQUEST,
         ),
-        (
-            "/v1/prices?product_id=NOPE&market=IT".to_string(),
-            "id",
-            StatusCode::NOT_FOUND,
-        ),
     ] {
         let (status, v) = fx.get(&uri).await;
         assert_eq!(status, code, "{uri}: {v}");
         assert_eq!(v["error"]["field"], field, "{uri}: {v}");
     }
+    let (status, v) = fx.get("/v1/prices?product_id=NOPE&market=IT").await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (StatusCode::NOT_FOUND, &json!("not_found")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("NOPE"),
+        "{v}"
+    );
     let (status, v) = fx
         .send(
             "PUT",

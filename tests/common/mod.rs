@@ -127,6 +127,17 @@ pub fn http_call(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Option<(u16, String)> {
+    http_exchange(addr, method, path, body, headers).map(|(status, _, body)| (status, body))
+}
+
+/// Plain HTTP/1.1 request over a real socket; returns (status, response head, body).
+pub fn http_exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -145,6 +156,54 @@ pub fn http_call(
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    Some((status, head.to_string(), body.to_string()))
+}
+
+/// A new admin key in the key store `envs` point at (`LUSSO_DATABASE_URL`, else the data dir), made with
+/// `lusso keys create`, as an operator would.
+pub fn admin_key(envs: &[(&str, String)]) -> String {
+    let out = run_ok({
+        let mut c = lusso(envs);
+        c.args([
+            "keys",
+            "create",
+            "--name",
+            &fresh("test-admin-"),
+            "--scopes",
+            "admin",
+        ]);
+        c
+    });
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("sk_"), "{key}");
+    key
+}
+
+/// `Authorization: Bearer KEY` for [`http_call`].
+pub fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+/// A reqwest client that sends `key` on every request.
+pub fn client_with(key: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&bearer(key)).unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap()
+}
+
+/// The demo's keys from `keys.json` in its data dir: (publishable, admin).
+pub fn demo_keys(data_dir: &std::path::Path) -> (String, String) {
+    let v: Value =
+        serde_json::from_slice(&std::fs::read(data_dir.join("keys.json")).unwrap()).unwrap();
+    (
+        v["publishable_key"].as_str().unwrap().to_string(),
+        v["admin_key"].as_str().unwrap().to_string(),
+    )
 }

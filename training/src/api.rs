@@ -1,14 +1,13 @@
 //! The registry over HTTP: `GET /v1/models`, `GET /v1/models/{version}`,
-//! `POST /v1/models/{version}/promote`, `POST /v1/models/rollback`. Errors map here, in one place:
+//! `POST /v1/models/{version}/promote`, `POST /v1/models/rollback`. Errors are the edge's `ApiError`:
 //! bad version → 400, unknown version → 404, nothing to roll back to → 409, registry locked → 503, ours → 500.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use pipelines::http::ApiError;
 use serde_json::{json, Value};
 
 use crate::registry::{ModelMeta, Registry, RegistryState};
@@ -49,8 +48,8 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ApiError(Error::Internal(format!("registry task: {e}"))))?
-        .map_err(ApiError)
+        .map_err(|e| ApiError::Internal(format!("registry task: {e}")))?
+        .map_err(api_error)
 }
 
 async fn list(State(r): State<Arc<Registry>>) -> Result<Json<Value>, ApiError> {
@@ -81,25 +80,13 @@ async fn rollback(State(r): State<Arc<Registry>>) -> Result<Json<RegistryState>,
     Ok(Json(s))
 }
 
-/// A crate error as an HTTP response: `{"error": {"field", "reason"}}`.
-pub struct ApiError(pub Error);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, field, reason) = match self.0 {
-            Error::BadInput(r) => (StatusCode::BAD_REQUEST, "version", r),
-            Error::NotFound(r) => (StatusCode::NOT_FOUND, "version", r),
-            Error::Conflict(r) => (StatusCode::CONFLICT, "version", r),
-            Error::Unavailable(r) => (StatusCode::SERVICE_UNAVAILABLE, "registry", r),
-            Error::Internal(r) => {
-                tracing::error!(reason = %r, "model registry internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "server", r)
-            }
-        };
-        (
-            status,
-            Json(json!({"error": {"field": field, "reason": reason}})),
-        )
-            .into_response()
+/// The registry's errors for the caller: the only path parameter is the version, so input errors name it.
+fn api_error(e: Error) -> ApiError {
+    match e {
+        Error::BadInput(r) => ApiError::bad("version", r),
+        Error::NotFound(r) => ApiError::NotFound(r),
+        Error::Conflict(r) => ApiError::conflict("version", r),
+        Error::Unavailable(r) => ApiError::unavailable(r),
+        Error::Internal(r) => ApiError::Internal(r),
     }
 }

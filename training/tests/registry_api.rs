@@ -145,7 +145,7 @@ async fn register_list_promote_rollback_over_http() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    assert!(body["error"]["reason"]
+    assert!(body["error"]["message"]
         .as_str()
         .unwrap()
         .contains("not in the registry"));

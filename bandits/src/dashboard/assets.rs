@@ -23,30 +23,26 @@ button:hover{background:#e6e6f0}input[type=number]{width:5.5em}
 td.actions,th[scope=row]{white-space:nowrap}.table-wrap{overflow-x:auto}
 "#;
 
-/// The actions: every button calls `POST /v1/slots/{slot}/actions` as the typed name, then reloads.
+/// The actions: every button calls `POST /v1/slots/{slot}/actions` with the session's CSRF token (the audit
+/// names the signed-in key), then reloads.
 pub(super) const SCRIPT: &str = r#"<script>
 (function () {
   var slot = document.body.getAttribute('data-slot');
   var segment = document.body.getAttribute('data-segment');
-  var actor = document.getElementById('actor');
+  var csrf = document.body.getAttribute('data-csrf') || '';
   var status = document.getElementById('action-status');
-  try { var saved = localStorage.getItem('lusso.actor'); if (saved && !actor.value) actor.value = saved; } catch (e) {}
   function show(msg, ok) { status.textContent = msg; status.className = ok ? 'ok' : 'error'; }
   function act(body) {
-    var name = actor.value.trim();
-    if (!name) { show('Please type your name first: every change is recorded in the audit trail.'); actor.focus(); return; }
-    if (!/^[\x20-\x7e]{1,128}$/.test(name)) { show('Your name may only use plain letters, digits, spaces and punctuation (at most 128).'); return; }
-    try { localStorage.setItem('lusso.actor', name); } catch (e) {}
     show('Saving…', true);
     fetch('/v1/slots/' + encodeURIComponent(slot) + '/actions', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'X-Lusso-User': name },
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
       body: JSON.stringify(body)
     }).then(function (resp) {
       if (resp.ok) { location.reload(); return; }
       return resp.text().then(function (text) {
         var reason = resp.status + ' ' + resp.statusText;
-        try { var j = JSON.parse(text); if (j && j.error && j.error.reason) reason = j.error.reason; } catch (e) {}
+        try { var j = JSON.parse(text); if (j && j.error && j.error.message) reason = j.error.message; } catch (e) {}
         show('Not saved: ' + reason);
       });
     }).catch(function (e) { show('Could not reach the server: ' + e); });

@@ -8,8 +8,10 @@
 //!   (off-policy estimates, [`OPE_BOOTSTRAP`] resamples with seed [`OPE_SEED`], as
 //!   `GET /v1/bandits/{slot}/ope?bootstrap=500` computes them), the actions, and the audit trail.
 //!
-//! The buttons call the JSON API (`POST /v1/slots/{slot}/actions`) with the name typed in "Your name" as
-//! `X-Lusso-User`, so a change made here is validated and audited exactly like an API call. Numbers shown
+//! Behind the edge the pages need a console session (`/console/login`); the buttons ([`actions`]) call the
+//! JSON API (`POST /v1/slots/{slot}/actions`) with the session's CSRF token, so a change made here is
+//! validated and audited (under the key's name) exactly like an API call. Modules: `assets` (CSS and the
+//! buttons' script), `svg` (charts), [`actions`] (the actions section). Numbers shown
 //! rounded carry their raw value in `data-value`; the cells tests read carry a `data-testid`. An unknown
 //! slot is a 404 page, a bad query value a 400 page naming the parameter.
 
@@ -24,7 +26,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
+use pipelines::access::Principal;
+use pipelines::http::auth::Csrf;
 
 use crate::context::SEGMENTS;
 use crate::report::{ArmInfo, ArmReport, Candidate, OpeReport, SegmentReport, SlotReport};
@@ -45,6 +49,10 @@ macro_rules! w {
         let _ = write!($dst, $($arg)*);
     };
 }
+
+mod actions;
+
+use actions::{actions_section, Viewer};
 
 /// The dashboard's routes (merge them with [`crate::api::app`], whose endpoints the buttons call).
 pub fn routes(bandits: Bandits) -> Router {
@@ -137,9 +145,10 @@ fn number(field: &str, v: Option<&String>, default: f64, lo: f64, hi: f64) -> Re
     };
     match v.trim().parse::<f64>() {
         Ok(x) if x.is_finite() && x >= lo && x <= hi => Ok(x),
-        _ => Err(Error::BadInput(format!(
-            "{field}: `{v}` must be a number between {lo} and {hi}"
-        ))),
+        _ => Err(Error::bad(
+            field.to_string(),
+            format!("`{v}` must be a number between {lo} and {hi}"),
+        )),
     }
 }
 
@@ -148,17 +157,17 @@ impl Params {
     fn parse(q: &BTreeMap<String, String>) -> Result<Params, Error> {
         const KNOWN: [&str; 4] = ["days", "bucket_hours", "segment", "policy"];
         if let Some(k) = q.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(Error::BadInput(format!(
-                "{k}: unknown parameter (the page takes {})",
-                KNOWN.join(", ")
-            )));
+            return Err(Error::bad(
+                k.to_string(),
+                format!("unknown parameter (the page takes {})", KNOWN.join(", ")),
+            ));
         }
         let segment = q.get("segment").cloned().unwrap_or_else(|| "All".into());
         if segment != "All" && !SEGMENTS.contains(&segment.as_str()) {
-            return Err(Error::BadInput(format!(
-                "segment: `{segment}` must be All or one of {}",
-                SEGMENTS.join(", ")
-            )));
+            return Err(Error::bad(
+                "segment",
+                format!("`{segment}` must be All or one of {}", SEGMENTS.join(", ")),
+            ));
         }
         Ok(Params {
             days: number("days", q.get("days"), 7.0, 0.01, 400.0)?,
@@ -211,26 +220,39 @@ fn html(status: StatusCode, page: String) -> Response {
     (status, [(header::CACHE_CONTROL, "no-store")], Html(page)).into_response()
 }
 
-/// An error as a page: the status, and the reason (which names the parameter at fault).
+/// An error as a page: the status, and the reason (which names the parameter at fault). A 5xx shows the request
+/// id instead of our internal text; the log line with the same id has the cause.
 fn error_page(e: &Error) -> Response {
+    let id = pipelines::http::current_request_id().unwrap_or_default();
     let (status, title, reason) = match e {
-        Error::BadInput(r) => (StatusCode::BAD_REQUEST, "Bad request", r),
-        Error::NotFound(r) => (StatusCode::NOT_FOUND, "Not found", r),
-        Error::Conflict(r) => (StatusCode::CONFLICT, "Conflict", r),
-        Error::Unavailable(r) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Temporarily unavailable",
-            r,
+        Error::BadInput { field, reason } => (
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            format!("{field}: {reason}"),
         ),
+        Error::NotFound(r) => (StatusCode::NOT_FOUND, "Not found", r.clone()),
+        Error::Conflict(r) => (StatusCode::CONFLICT, "Conflict", r.clone()),
+        Error::Unavailable(r) => {
+            tracing::warn!(request_id = %id, cause = %r, "dashboard backend unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                format!("A backend is unavailable; try again in a moment (request id {id})."),
+            )
+        }
         Error::Internal(r) => {
-            tracing::error!(reason = %r, "dashboard internal error");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", r)
+            tracing::error!(request_id = %id, cause = %r, "dashboard internal error");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                format!("Internal error (request id {id})."),
+            )
         }
     };
     let body = format!(
         r#"<p><a href="/dashboard">← All slots</a></p><h1>{}</h1><section><p data-testid="error">{}</p></section>"#,
         escape(title),
-        escape(reason)
+        escape(&reason)
     );
     html(status, layout(title, "", &body))
 }
@@ -273,9 +295,15 @@ async fn index(State(b): State<Bandits>) -> Response {
 async fn slot_page(
     State(b): State<Bandits>,
     Path(slot): Path<String>,
+    principal: Option<Extension<Principal>>,
+    csrf: Option<Extension<Csrf>>,
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Response {
-    match slot_view(&b, &slot, query).await {
+    let viewer = Viewer {
+        name: principal.map(|Extension(p)| p.name.to_string()),
+        csrf: csrf.map(|Extension(c)| c.0),
+    };
+    match slot_view(&b, &slot, query, &viewer).await {
         Ok(page) => html(StatusCode::OK, page),
         Err(e) => error_page(&e),
     }
@@ -294,8 +322,9 @@ async fn slot_view(
     b: &Bandits,
     slot: &str,
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+    viewer: &Viewer,
 ) -> Result<String, Error> {
-    let Query(q) = query.map_err(|e| Error::BadInput(format!("query: {}", e.body_text())))?;
+    let Query(q) = query.map_err(|e| Error::bad("query", e.body_text()))?;
     let params = Params::parse(&q)?;
     b.sync().await?;
     let model = b
@@ -316,7 +345,7 @@ async fn slot_view(
         Err(Error::Conflict(_)) => OpeView::NoData,
         Err(e) => OpeView::Failed(e.to_string()),
     };
-    Ok(render(&report, &params, objective, &ope))
+    Ok(render(&report, &params, objective, &ope, viewer))
 }
 
 fn objective_text(o: Objective) -> &'static str {
@@ -432,53 +461,6 @@ fn arms_section(report: &SlotReport, s: Option<&SegmentReport>) -> String {
         out.push_str("</tr>");
     }
     out.push_str("</tbody></table></div><p class=\"muted\">Traffic share: the banner's share of this segment's decisions in the window. CTR and CVR: clicks and conversions per decision, with the range the true rate lies in with 95% confidence. Posterior mean: the expected reward rate learned so far. Floor: the minimum share of traffic the banner keeps while the policy learns.</p></section>");
-    out
-}
-
-/// Your name, then per banner Pause/Resume and its traffic floor, then forcing a winner for the segment.
-fn actions_section(report: &SlotReport, params: &Params, s: Option<&SegmentReport>) -> String {
-    let mut out = String::from(
-        r#"<section id="actions"><h2>Actions</h2><p class="toolbar"><label for="actor">Your name</label><input id="actor" data-testid="actor" type="text" maxlength="128" autocomplete="name" placeholder="e.g. Giulia Rossi"><span class="muted">Recorded in the audit trail with every change you make here.</span></p><p id="action-status" data-testid="action-status" role="status"></p><table><thead><tr><th>Banner</th><th>State</th><th>Serve it?</th><th>Traffic floor (%, empty: the slot default)</th></tr></thead><tbody>"#,
-    );
-    for (i, info) in report.arms.iter().enumerate() {
-        let e = escape(&info.arm_id);
-        let state = arm_state(info, report.generated_at);
-        let (action, label) = if info.paused {
-            ("resume", "Resume")
-        } else {
-            ("pause", "Pause")
-        };
-        w!(
-            out,
-            r#"<tr><th scope="row"><span class="swatch" style="background:{}"></span>{e}</th><td class="state {state}">{state}</td><td><button type="button" data-action="{action}" data-arm="{e}" data-testid="{action}-{e}">{label}</button></td><td class="actions"><input type="number" min="0" max="50" step="0.1" aria-label="Traffic floor for {e} in percent" data-testid="floor-input-{e}" value="{}"> % <button type="button" data-action="floor" data-arm="{e}" data-testid="set-floor-{e}">Set floor</button></td></tr>"#,
-            svg::color(i),
-            (info.traffic_floor * 1000.0).round() / 10.0
-        );
-    }
-    out.push_str("</tbody></table>");
-    let seg = &params.segment;
-    if seg == "All" {
-        out.push_str("<p class=\"muted\">To force a winner, choose a segment above.</p>");
-    } else {
-        w!(
-            out,
-            r#"<p class="toolbar"><label for="force-arm">Always show {} shoppers</label><select id="force-arm" data-testid="force-arm">"#,
-            escape(seg)
-        );
-        for a in &report.arms {
-            w!(out, "<option>{}</option>", escape(&a.arm_id));
-        }
-        out.push_str(r#"</select><button type="button" data-action="force" data-testid="force">Force winner for this segment</button>"#);
-        if let Some(f) = s.and_then(|s| s.forced.as_ref()) {
-            w!(
-                out,
-                r#"<button type="button" data-action="unforce" data-testid="unforce">Unforce ({})</button>"#,
-                escape(f)
-            );
-        }
-        out.push_str("</p>");
-    }
-    out.push_str("</section>");
     out
 }
 
@@ -687,7 +669,13 @@ fn audit_section(audit: &[AuditEntry]) -> String {
 }
 
 /// The slot page for `params.segment`.
-fn render(report: &SlotReport, params: &Params, objective: Objective, ope: &OpeView) -> String {
+fn render(
+    report: &SlotReport,
+    params: &Params,
+    objective: Objective,
+    ope: &OpeView,
+    viewer: &Viewer,
+) -> String {
     let seg = params.segment.as_str();
     let s = report.segments.iter().find(|s| s.segment == seg);
     let mut body = String::new();
@@ -740,15 +728,16 @@ fn render(report: &SlotReport, params: &Params, objective: Objective, ope: &OpeV
     body.push_str("</nav>");
     body.push_str(&winner_section(seg, report, s));
     body.push_str(&arms_section(report, s));
-    body.push_str(&actions_section(report, params, s));
+    body.push_str(&actions_section(report, params, s, viewer));
     body.push_str(&charts_section(report, s));
     body.push_str(&ope_section(report, params, objective, ope));
     body.push_str(&audit_section(&report.audit));
     body.push_str(SCRIPT);
     let attrs = format!(
-        r#" data-slot="{}" data-segment="{}""#,
+        r#" data-slot="{}" data-segment="{}" data-csrf="{}""#,
         escape(&report.slot),
-        escape(seg)
+        escape(seg),
+        escape(viewer.csrf.as_deref().unwrap_or_default())
     );
     layout(&format!("{} — {seg}", report.slot), &attrs, &body)
 }

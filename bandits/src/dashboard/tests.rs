@@ -172,7 +172,7 @@ fn page_has_the_cells_tests_read_and_valid_looking_svg() {
         policy: "arm:hero_sale".into(),
         ..Params::default()
     };
-    let page = render(&r, &params, Objective::Click, &ope);
+    let page = render(&r, &params, Objective::Click, &ope, &Viewer::default());
     for needle in [
         r#"data-testid="decisions-hero_sale" data-value="120">120<"#,
         r#"data-testid="share-hero_sale" data-value="0.6">60.0%<"#,
@@ -183,7 +183,7 @@ fn page_has_the_cells_tests_read_and_valid_looking_svg() {
         r#"data-testid="state-hero_sale">live<"#,
         r#"data-testid="pause-hero_sale""#,
         r#"data-testid="resume-hero_new""#,
-        r#"data-testid="actor""#,
+        r#"Not signed in: changes are recorded as anonymous."#,
         r#"data-testid="ope-dr" data-value="0.2503">25.03%<"#,
         "Winner for At Risk: hero_sale — we are sure (P(best) 97.3%)",
         r#"<h1 data-testid="slot-title">home_hero</h1>"#,
@@ -236,11 +236,18 @@ fn a_forced_segment_says_so_and_offers_unforce() {
         &params,
         Objective::Click,
         &OpeView::Failed("<boom>".into()),
+        &Viewer::default(),
     );
     assert!(page.contains("every At Risk shopper sees <strong>hero_new</strong>"));
     assert!(page.contains(r#"data-testid="unforce">Unforce (hero_new)<"#));
     assert!(page.contains("could not be computed: &lt;boom&gt;"));
-    let all = render(&r, &Params::default(), Objective::Click, &OpeView::NoData);
+    let all = render(
+        &r,
+        &Params::default(),
+        Objective::Click,
+        &OpeView::NoData,
+        &Viewer::default(),
+    );
     assert!(
         !all.contains(r#"data-testid="force""#),
         "no forcing for All"
@@ -254,11 +261,39 @@ fn missing_segment_and_missing_ope_read_as_notes() {
         segment: "Lapsed".into(),
         ..Params::default()
     };
-    let page = render(&r, &params, Objective::Click, &OpeView::NoData);
+    let page = render(
+        &r,
+        &params,
+        Objective::Click,
+        &OpeView::NoData,
+        &Viewer::default(),
+    );
     assert!(page.contains("No winner for Lapsed yet"));
     assert!(page.contains(r#"data-testid="ope-note">Not enough data yet"#));
     assert!(page.contains("No decisions in this window"));
     assert!(page.contains(r#"data-testid="state-hero_sale">live<"#));
     assert!(page.contains(r#"data-testid="force""#));
     assert!(!page.contains("data-testid=\"decisions-"));
+}
+
+#[test]
+fn a_signed_in_page_names_the_key_and_carries_the_csrf_token() {
+    let viewer = Viewer {
+        name: Some("giulia-<rossi>".into()),
+        csrf: Some("tok\"en".into()),
+    };
+    let page = render(
+        &report(),
+        &Params::default(),
+        Objective::Click,
+        &OpeView::NoData,
+        &viewer,
+    );
+    assert!(page.contains(r#"<b data-testid="signed-in">giulia-&lt;rossi&gt;</b>"#));
+    assert!(
+        page.contains(r#"data-csrf="tok&quot;en""#),
+        "escaped in the attribute"
+    );
+    assert!(page.contains(r#"action="/console/logout""#));
+    assert!(!page.contains("Not signed in"));
 }

@@ -60,7 +60,7 @@ impl RedisStore {
     /// connect, 10 s per response.
     pub async fn connect(url: &str) -> Result<RedisStore> {
         let client = redis::Client::open(url)
-            .map_err(|e| Error::BadInput(format!("LUSSO_REDIS_URL `{url}`: {e}")))?;
+            .map_err(|e| Error::bad("LUSSO_REDIS_URL", format!("`{url}`: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(10)))
