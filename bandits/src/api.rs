@@ -2,7 +2,7 @@
 //!
 //! - `POST /v1/decisions`, `GET /v1/decisions/{id}` (the decision with its outcome), `POST /v1/rewards`;
 //! - `GET|POST /v1/slots`, `GET|PUT|DELETE /v1/slots/{slot}`, `POST /v1/slots/{slot}/actions`,
-//!   `GET /v1/slots/{slot}/audit`; the actor of a change is the `X-Lusso-User` header;
+//!   `GET /v1/slots/{slot}/audit`; the actor of a change is the API key's name, which the edge puts in `x-lusso-user`;
 //! - `GET /v1/bandits/{slot}/report?days=&bucket_hours=` and
 //!   `GET /v1/bandits/{slot}/ope?policy=&days=&bootstrap=&seed=`.
 
@@ -25,7 +25,7 @@ use crate::{ope, Error};
 
 fn actor(headers: &HeaderMap) -> String {
     headers
-        .get("x-lusso-user")
+        .get(pipelines::http::auth::ACTOR_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 128)

@@ -399,7 +399,7 @@ impl Slot {
 pub struct AuditEntry {
     pub slot: String,
     pub at: DateTime<Utc>,
-    /// Who (the `X-Lusso-User` header, `anonymous` when absent).
+    /// Who: the API key's name (the edge sets `x-lusso-user` from it; `anonymous` without the edge).
     pub actor: String,
     /// `create`, `update`, `delete`, `pause`, `resume`, `floor`, `force`, `unforce`.
     pub action: String,

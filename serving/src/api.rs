@@ -9,7 +9,8 @@
 //!   `GET /v1/experiments/{key}/assignment?unit_id=`, `GET /v1/experiments/{key}/results?days=`;
 //! - `GET /storefront` (the demo page), `GET /openapi.json` is mounted by the process (one document for all).
 //!
-//! The actor of a change is the `X-Lusso-User` header (`anonymous` when absent).
+//! The actor of a change is the API key's name, which the edge puts in `x-lusso-user` (a caller's own value
+//! is dropped; `anonymous` without the edge).
 
 use pipelines::http::{json_body, json_value, ApiError, ApiResult};
 use std::collections::HashMap;
@@ -34,7 +35,7 @@ use crate::Error;
 
 fn actor(headers: &HeaderMap) -> String {
     headers
-        .get("x-lusso-user")
+        .get(pipelines::http::auth::ACTOR_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 128)

@@ -119,7 +119,7 @@ pub fn document() -> Value {
             "responses": {"200": ok(recs), "400": err("Bad parameter"), "404": err("Unknown product")}}},
         "/v1/rules": {
             "get": {"summary": "Every rule", "responses": {"200": ok(list_of("rules", rule.clone()))}},
-            "post": {"summary": "Create a rule (actor: X-Lusso-User)", "requestBody": body(rule_in.clone()),
+            "post": {"summary": "Create a rule (actor: the API key's name)", "requestBody": body(rule_in.clone()),
                 "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": rule}}},
                     "400": err("Invalid rule (the field and the reason)")}}},
         "/v1/rules/{id}": {
