@@ -224,6 +224,23 @@ impl Browser {
             .to_string()
     }
 
+    /// The current URL once it ends with `suffix`, waiting up to 10 s (a form post navigates after the
+    /// click returns).
+    async fn wait_url(&self, suffix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.current_url().await;
+            if url.ends_with(suffix) {
+                return url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still at {url}, wanted …{suffix}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn title(&self) -> String {
         self.cmd(reqwest::Method::GET, "/title", None)
             .await
@@ -450,7 +467,7 @@ async fn dashboard_in_a_browser(backend: Backend) {
     log_in(&browser, "sk_not_a_key").await;
     browser.testid("login-error").await;
     log_in(&browser, &key).await;
-    assert!(browser.current_url().await.ends_with("/dashboard"));
+    browser.wait_url("/dashboard").await;
 
     // The slot list links to the slot's page.
     let link = browser.testid("slot-home_hero").await;

@@ -64,7 +64,8 @@ pub fn schema() -> SchemaRef {
 /// Parquet files under one directory.
 pub struct ParquetLog {
     dir: PathBuf,
-    ids: Mutex<HashSet<u128>>,
+    /// Every stored id; held across a write and extended in the writing task (see [`EventLog::append`]).
+    ids: Arc<Mutex<HashSet<u128>>>,
     seq: AtomicU64,
 }
 
@@ -85,7 +86,7 @@ impl ParquetLog {
             .map_err(|e| io_err("create", &dir, e))?;
         let log = ParquetLog {
             dir,
-            ids: Mutex::new(HashSet::new()),
+            ids: Arc::new(Mutex::new(HashSet::new())),
             seq: AtomicU64::new(0),
         };
         let stored = log.query_raw("SELECT event_id FROM events").await?;
@@ -365,35 +366,37 @@ fn to_result(batches: &[RecordBatch], columns: Vec<String>) -> Result<QueryResul
 #[async_trait]
 impl EventLog for ParquetLog {
     async fn append(&self, events: &[Event]) -> Result<()> {
-        let mut ids = self.ids.lock().await;
-        let mut by_date: BTreeMap<String, Vec<EventRow>> = BTreeMap::new();
-        let mut fresh = Vec::new();
+        // The index lock moves into the writing task, which records each file's ids right after the file is
+        // durable: a caller that gives up mid-append (an aborted sink) cannot leave rows on disk whose ids
+        // the index misses, which the next append would write again.
+        let mut ids = self.ids.clone().lock_owned().await;
+        let mut by_date: BTreeMap<String, (Vec<EventRow>, Vec<u128>)> = BTreeMap::new();
         let mut batch_ids = HashSet::new();
         for e in events {
             let id = e.event_id.as_u128();
             if ids.contains(&id) || !batch_ids.insert(id) {
                 continue;
             }
-            fresh.push(id);
-            by_date
+            let day = by_date
                 .entry(e.ts.format("%Y-%m-%d").to_string())
-                .or_default()
-                .push(EventRow::from_event(e));
+                .or_default();
+            day.0.push(EventRow::from_event(e));
+            day.1.push(id);
         }
-        if !by_date.is_empty() {
-            let dir = self.dir.clone();
-            let seq = self.seq.fetch_add(by_date.len() as u64, Ordering::Relaxed);
-            tokio::task::spawn_blocking(move || {
-                for (i, (date, rows)) in by_date.iter().enumerate() {
-                    write_file(&dir, seq + i as u64, date, rows)?;
-                }
-                Ok::<_, Error>(())
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("parquet writer task: {e}")))??;
+        if by_date.is_empty() {
+            return Ok(());
         }
-        ids.extend(fresh);
-        Ok(())
+        let dir = self.dir.clone();
+        let seq = self.seq.fetch_add(by_date.len() as u64, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            for (i, (date, (rows, fresh))) in by_date.into_iter().enumerate() {
+                write_file(&dir, seq + i as u64, &date, &rows)?;
+                ids.extend(fresh);
+            }
+            Ok::<_, Error>(())
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("parquet writer task: {e}")))?
     }
 
     async fn query(&self, sql: &str) -> Result<QueryResult> {
