@@ -69,23 +69,28 @@ pub(crate) const ROUTES: &[Route] = &[
     r("GET", "/v1/carts/{id}", Publishable),
     r("POST", "/v1/carts/{id}/lines", Publishable),
     r("POST", "/v1/checkouts", Publishable),
-    r("POST", "/v1/orders/{id}/payment/confirm", Publishable),
-    // An order's reads, invoice and returns: the shop's (the shopper's own order token is not issued yet).
-    r("GET", "/v1/orders/{id}", Access::Scope(OrdersManage)),
+    // An order's own routes: the shopper's browser with the order's access token (from the checkout), or
+    // the shop with orders:manage (checked by the handler; the edge lets any key through).
+    r(
+        "POST",
+        "/v1/orders/{id}/payment/confirm",
+        Access::Owner(OrdersManage),
+    ),
+    r("GET", "/v1/orders/{id}", Access::Owner(OrdersManage)),
     r(
         "GET",
         "/v1/orders/{id}/invoice.xml",
-        Access::Scope(OrdersManage),
+        Access::Owner(OrdersManage),
     ),
     r(
         "GET",
         "/v1/orders/{id}/returns",
-        Access::Scope(OrdersManage),
+        Access::Owner(OrdersManage),
     ),
     r(
         "POST",
         "/v1/orders/{id}/returns",
-        Access::Scope(OrdersManage),
+        Access::Owner(OrdersManage),
     ),
     r(
         "POST",
@@ -183,6 +188,31 @@ pub(crate) fn required(method: &Method, path: &str) -> Access {
         .get(path)
         .and_then(|methods| methods.iter().find(|(m, _)| *m == method))
         .map_or(Access::Admin, |(_, a)| *a)
+}
+
+/// What the OpenAPI document says an operation needs (`None` = public), from [`required`].
+pub(crate) fn requirement(method: &str, path: &str) -> pipelines::openapi::Requirement {
+    let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
+    let scopes = |s: &[Scope]| {
+        s.iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    match required(&method, path) {
+        Access::Public => None,
+        Access::Publishable => Some(("a publishable or secret key".into(), true)),
+        Access::Owner(s) => Some((
+            format!(
+                "a publishable key with the order's access token (X-Order-Token), or scope {}",
+                s.as_str()
+            ),
+            true,
+        )),
+        Access::Scope(s) => Some((format!("scope {}", s.as_str()), false)),
+        Access::AnyOf(any) => Some((format!("scope {}", scopes(any)), false)),
+        Access::Admin => Some(("every scope (admin)".into(), false)),
+    }
 }
 
 /// The key store of this process: PostgreSQL (`LUSSO_DATABASE_URL`) shared by every replica, else a file in

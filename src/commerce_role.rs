@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use commerce::catalog::PriceList;
+use commerce::order_token::OrderTokens;
 use commerce::payments::{PaymentsConfig, Providers};
 use commerce::service::SystemClock;
 use commerce::{Commerce, CommerceConfig, CommerceParts};
@@ -17,6 +18,40 @@ use pipelines::config::BackendConfig;
 use pipelines::topics;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+
+/// Where the embedded order-token secret is kept (in the data dir) when `LUSSO_ORDER_TOKEN_SECRET` is unset.
+const ORDER_TOKEN_SECRET_FILE: &str = "order_token.secret";
+
+/// The order access tokens' secret: `LUSSO_ORDER_TOKEN_SECRET` (shared by every commerce replica; `lusso
+/// serve` requires it), else one generated once in the data dir (mode 0600), so the demo's tokens survive a
+/// restart.
+fn order_tokens(config: &BackendConfig) -> anyhow::Result<OrderTokens> {
+    if let Some(secret) = pipelines::config::env_nonempty("LUSSO_ORDER_TOKEN_SECRET") {
+        return Ok(OrderTokens::new(secret.as_bytes())?);
+    }
+    let path = config.data_dir.join(ORDER_TOKEN_SECRET_FILE);
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        return Ok(OrderTokens::new(secret.trim().as_bytes())?);
+    }
+    let secret = pipelines::access::generate(pipelines::access::KeyKind::Secret);
+    std::fs::create_dir_all(&config.data_dir)?;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(secret.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(OrderTokens::new(secret.as_bytes())?)
+}
 
 /// The role's router and background tasks.
 pub(crate) struct CommerceRole {
@@ -58,20 +93,25 @@ pub(crate) async fn standalone_prices(
     Ok((Arc::new(serving::checkout_prices::BookPrices(book)), task))
 }
 
-/// Starts commerce over `catalog`, charging `prices`.
+/// Starts commerce over `catalog`, charging `prices`; `fake_payments` adds the `fake` provider (demo and
+/// `serve --embedded` only).
 pub(crate) async fn start(
     config: &BackendConfig,
     bus: Arc<dyn EventBus>,
     catalog: Arc<Catalog>,
     prices: Arc<dyn PriceList>,
     registry: &prometheus::Registry,
+    fake_payments: bool,
     shutdown: CancellationToken,
 ) -> anyhow::Result<CommerceRole> {
     let cfg = CommerceConfig::from_env()?;
     let store = commerce::store::open(config.database_url.as_deref().unwrap_or(""))
         .await
         .context("opening the commerce store (LUSSO_DATABASE_URL)")?;
-    let providers = Providers::from_config(&PaymentsConfig::from_env()?)?;
+    let mut providers = Providers::from_config(&PaymentsConfig::from_env()?)?;
+    if fake_payments {
+        providers = providers.with(Arc::new(commerce::payments::fake::Fake));
+    }
     tracing::info!(providers = ?providers.names(), store = %store.describe(), "commerce");
     let service = Arc::new(
         Commerce::new(CommerceParts {
@@ -82,7 +122,8 @@ pub(crate) async fn start(
             providers,
             clock: Arc::new(SystemClock),
         })
-        .await?,
+        .await?
+        .with_order_tokens(order_tokens(config)?),
     );
     service.metrics().register(registry);
     let topic = config.topic(topics::COMMERCE);

@@ -3,6 +3,7 @@
 mod access;
 #[cfg(test)]
 mod access_tests;
+mod backends;
 mod bandits_role;
 mod commerce_role;
 mod features_role;
@@ -59,6 +60,10 @@ enum Command {
         /// Address to listen on (every role serves /healthz and /metrics).
         #[arg(long, env = "LUSSO_HTTP_ADDR", default_value = "127.0.0.1:8080")]
         addr: String,
+        /// Use in-process stand-ins for every backend variable that is unset, and enable the `fake` payment
+        /// provider (development). Without it, a role whose backends are not all configured refuses to start.
+        #[arg(long)]
+        embedded: bool,
     },
     /// Post simulated shopper events through a running collector over HTTP.
     Simulate(simulate::SimulateArgs),
@@ -234,7 +239,11 @@ async fn main() -> anyhow::Result<()> {
             seed,
             addr,
         } => server::demo(config, &addr, users, rate, seed).await,
-        Command::Serve { role, addr } => server::serve(config, role, &addr).await,
+        Command::Serve {
+            role,
+            addr,
+            embedded,
+        } => server::serve(config, role, &addr, embedded).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Import {
             dataset: ImportDataset::OnlineRetail { path },

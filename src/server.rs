@@ -91,15 +91,28 @@ pub(crate) struct Running {
 }
 
 /// Builds the roles of `role` over `bus` and `log`.
+/// How the process was started: what it seeds and which stand-ins it may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `lusso demo`: embedded backends, the demo slot and data seeded, the `fake` payment provider on.
+    Demo,
+    /// `lusso serve --embedded`: in-process backends for whatever is unset, the `fake` payment provider on
+    /// (development and tests).
+    Embedded,
+    /// `lusso serve`: every backend the role needs is configured (checked at start); no `fake` provider.
+    Production,
+}
+
 pub(crate) async fn build(
     config: &BackendConfig,
     role: Role,
     bus: Arc<dyn EventBus>,
     log: Option<Arc<dyn EventLog>>,
     features: FeaturesConfig,
-    seed_demo: bool,
+    mode: Mode,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Running> {
+    let seed_demo = mode == Mode::Demo;
     let metrics = Metrics::new();
     let mut tasks = Vec::new();
     let bandits_log = log.clone();
@@ -186,6 +199,7 @@ pub(crate) async fn build(
                 catalog,
                 prices,
                 metrics.registry(),
+                mode != Mode::Production,
                 shutdown.clone(),
             )
             .await?;
@@ -213,14 +227,23 @@ pub(crate) async fn build(
         }
         _ => None,
     };
-    // One OpenAPI document for every endpoint this process serves.
+    // One OpenAPI document for every endpoint this process serves, secured from the route table.
     let mut openapi = ingest::openapi::document();
-    if serving_router.is_some() {
-        serving::openapi::merge_into(&mut openapi, serving::openapi::document());
+    let parts = [
+        (
+            serving_router.is_some(),
+            serving::openapi::document as fn() -> serde_json::Value,
+        ),
+        (commerce_router.is_some(), commerce::openapi::document),
+        (features_router.is_some(), features::openapi::document),
+        (bandits_router.is_some(), bandits::openapi::document),
+        (role == Role::All, training::api::openapi),
+        (true, pipelines::openapi::console_document),
+    ];
+    for (_, part) in parts.into_iter().filter(|(mounted, _)| *mounted) {
+        pipelines::openapi::merge_into(&mut openapi, part());
     }
-    if commerce_router.is_some() {
-        serving::openapi::merge_into(&mut openapi, commerce::openapi::document());
-    }
+    pipelines::openapi::secure(&mut openapi, crate::access::requirement);
     let router = match role {
         Role::All | Role::Collector => collector::app(
             CollectorState::new(bus, collector_config(config), metrics).with_openapi(openapi),
@@ -271,17 +294,7 @@ pub(crate) async fn build(
 /// needs the route's template, hence a route layer added after every route), a deadline on every request,
 /// then request ids and the one error shape for everything, unmatched routes included.
 pub(crate) fn with_edge(router: Router, edge: Edge) -> Router {
-    router
-        .merge(pipelines::http::console::routes(edge.clone()))
-        .route_layer(axum::middleware::from_fn_with_state(
-            edge,
-            pipelines::http::auth::authorize,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            pipelines::http::REQUEST_TIMEOUT,
-            pipelines::http::deadline,
-        ))
-        .layer(axum::middleware::from_fn(pipelines::http::request_ids))
+    pipelines::http::behind_edge(router, edge)
 }
 
 async fn listen(addr: &str, router: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -339,23 +352,26 @@ pub(crate) async fn open_backends(
 }
 
 /// `lusso serve --role …`.
-pub(crate) async fn serve(config: BackendConfig, role: Role, addr: &str) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    config: BackendConfig,
+    role: Role,
+    addr: &str,
+    embedded: bool,
+) -> anyhow::Result<()> {
+    let features = FeaturesConfig::from_env()?;
+    let mode = if embedded {
+        Mode::Embedded
+    } else {
+        crate::backends::require(role, &config, &features)?;
+        Mode::Production
+    };
     let shutdown = shutdown_on_signal();
     let (bus, log) = open_backends(&config, role).await?;
     let keys = start_keys(&config, &shutdown).await?;
     tracing::info!(?role, %addr, bus = %bus.describe(),
         log = %log.as_ref().map(|l| l.describe()).unwrap_or_default(),
         keys = %keys.store().describe(), "serving");
-    let running = build(
-        &config,
-        role,
-        bus,
-        log,
-        FeaturesConfig::from_env()?,
-        false,
-        shutdown.clone(),
-    )
-    .await?;
+    let running = build(&config, role, bus, log, features, mode, shutdown.clone()).await?;
     listen(
         addr,
         with_edge(running.router, edge(keys)),
@@ -395,7 +411,7 @@ pub(crate) async fn demo(
         bus,
         Some(log.clone()),
         features,
-        true,
+        Mode::Demo,
         shutdown.clone(),
     )
     .await?;

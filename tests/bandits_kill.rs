@@ -54,6 +54,8 @@ async fn kill9_during_reward_joining_loses_no_reward_and_counts_none_twice() {
         ("LUSSO_CLICKHOUSE_DATABASE", "lusso_test".to_string()),
         ("LUSSO_CLICKHOUSE_TABLE", table.clone()),
         ("LUSSO_DATABASE_URL", db.clone()),
+        ("LUSSO_REDIS_URL", require_env("LUSSO_REDIS_URL")),
+        ("LUSSO_FEATURES_KEY_PREFIX", format!("{prefix}:")),
         ("LUSSO_TOPIC_PREFIX", prefix.clone()),
         ("LUSSO_DATA_DIR", dir.path().display().to_string()),
     ];

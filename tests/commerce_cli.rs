@@ -1,7 +1,8 @@
 //! `lusso serve` (all roles) on the real backends, end to end through HTTP: the checkout charges the price
 //! serving shows (including a merchandiser's override, live within a reload poll), orders are durable in
 //! PostgreSQL, the outbox reaches `lusso.commerce.v1` on the Kafka-protocol broker, and the paid order's
-//! e-invoice is served.
+//! e-invoice is served. Paid by card through the Stripe provider against localstripe (production `serve` has
+//! no `fake` provider).
 
 mod common;
 
@@ -55,6 +56,13 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
             format!("{}:", fresh("commerce")),
         ),
         ("LUSSO_DATABASE_URL", database),
+        // Production serve has no `fake` provider: Stripe, against localstripe.
+        ("LUSSO_STRIPE_URL", require_env("LUSSO_STRIPE_URL")),
+        ("LUSSO_STRIPE_SECRET_KEY", fresh("sk_test_")),
+        (
+            "LUSSO_ORDER_TOKEN_SECRET",
+            fresh("order-token-secret-of-this-test-"),
+        ),
         ("LUSSO_TOPIC_PREFIX", prefix.clone()),
         ("LUSSO_DATA_DIR", dir.path().display().to_string()),
         ("LUSSO_HTTP_ADDR", addr.clone()),
@@ -145,7 +153,7 @@ fn all_roles_check_out_at_serving_prices_and_publish_to_the_commerce_topic() {
     let body = json!({"cart_id": it_cart["id"], "email": "giulia@example.com", "user_id": "U0000001",
         "shipping": address,
         "buyer": {"kind": "consumer", "email": "giulia@example.com", "codice_fiscale": "RSSMRA85T10A562S", "billing": address},
-        "payment": {"provider": "fake"}});
+        "payment": {"provider": "stripe", "payment_method": "pm_card_visa"}});
     let (s, order) = call(
         &addr,
         &key,

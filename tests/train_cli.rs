@@ -84,7 +84,7 @@ fn train_list_promote_rollback_through_the_cli_and_http() {
     let auth = [("authorization", auth.as_str())];
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = lusso(&envs);
-    cmd.args(["serve", "--role", "all", "--addr", &addr]);
+    cmd.args(["serve", "--role", "all", "--embedded", "--addr", &addr]);
     let _server = Proc::spawn(cmd);
     wait_until(Duration::from_secs(60), "the server", || {
         http_get(&addr, "/healthz").is_some()

@@ -79,10 +79,13 @@ async fn decision(
     Ok(Json(json!({"decision": d, "outcome": o})))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/rewards`: an explicit reward for a decision.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RewardBody {
+pub(crate) struct RewardBody {
+    /// The decision's id (a UUID).
     decision_id: String,
+    /// The reward, e.g. 1 for a conversion the shop attributes to the banner.
     value: f64,
 }
 
@@ -249,21 +252,19 @@ async fn ope_report(
     let days = number("days", q.days.as_deref(), 7.0, 0.01, 400.0)?;
     let boots = number("bootstrap", q.bootstrap.as_deref(), 1000.0, 10.0, 100_000.0)? as usize;
     let seed = number("seed", q.seed.as_deref(), 12345.0, 0.0, f64::from(u32::MAX))? as u32;
-    b.sync().await?;
-    let (since, until) = window(b.now(), days);
-    let spec = ope::IntervalSpec {
-        alpha: 0.05,
-        n_bootstrap_samples: boots,
-        seed,
+    let policy = q.policy.unwrap_or_else(|| "greedy".to_string());
+    let key = format!("slot={slot} policy={policy} days={days} bootstrap={boots} seed={seed}");
+    let flight = b.ope_flight().clone();
+    let job = async move {
+        b.sync().await?;
+        let (since, until) = window(b.now(), days);
+        let spec = ope::IntervalSpec {
+            alpha: 0.05,
+            n_bootstrap_samples: boots,
+            seed,
+        };
+        let r = b.ope(&slot, &policy, since, until, spec).await?;
+        Ok::<_, ApiError>(serde_json::to_value(r).unwrap_or_default())
     };
-    let r = b
-        .ope(
-            &slot,
-            q.policy.as_deref().unwrap_or("greedy"),
-            since,
-            until,
-            spec,
-        )
-        .await?;
-    Ok(Json(serde_json::to_value(r).unwrap_or_default()))
+    Ok(Json(flight.run(key, job).await?))
 }

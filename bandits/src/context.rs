@@ -82,7 +82,7 @@ pub const DIM: usize = 1
 
 /// The `context` object of `POST /v1/decisions`. Every field is optional; what is missing is read from the
 /// feature store for a known `user_id`, else left unknown.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextInput {
     pub segment: Option<String>,

@@ -14,7 +14,8 @@
 //! - [`service`]: decisions, explicit rewards, slot administration with audit, reports; replica sync.
 //! - [`joiner`]: reward joining from `lusso.events.v1`, the decision outbox to `lusso.decisions.v1` and the
 //!   event log, window expiry.
-//! - [`api`]: the HTTP routes and their error mapping; [`metrics`]: Prometheus metrics.
+//! - [`api`]: the HTTP routes and their error mapping; [`metrics`]: Prometheus metrics; [`openapi`]: their
+//!   OpenAPI document.
 //! - [`dashboard`]: the merchandiser dashboard at `/dashboard` (server-rendered HTML with inline SVG charts and audited actions).
 //! - [`sim`]: the simulator check: each policy's cumulative regret on the shopper simulator's true CTRs.
 //! - [`propensity`]: exact linear-TS propensities by quadrature and the cached Thompson P(best).
@@ -32,6 +33,7 @@ pub mod joiner;
 pub mod metrics;
 pub mod mt;
 pub mod ope;
+pub mod openapi;
 pub mod policy;
 pub mod propensity;
 pub mod report;

@@ -136,7 +136,7 @@ pub struct Signal {
 }
 
 /// What applying a signal did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Applied {
     /// Recorded; `ledger_seq` is set when the ledger learned from it.

@@ -147,7 +147,7 @@ impl BanditsConfig {
 }
 
 /// `POST /v1/decisions`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecideRequest {
     pub slot: String,
@@ -160,7 +160,7 @@ pub struct DecideRequest {
 }
 
 /// The answer to `POST /v1/decisions`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DecideResponse {
     pub decision_id: Uuid,
     pub slot: String,
@@ -175,7 +175,7 @@ pub struct DecideResponse {
 }
 
 /// A merchandiser's action (`POST /v1/slots/{slot}/actions`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     Pause {
@@ -210,6 +210,8 @@ pub struct Bandits {
     clock: Arc<dyn Clock>,
     metrics: BanditMetrics,
     config: BanditsConfig,
+    /// Off-policy evaluations run one at a time; identical requests share the run.
+    ope_flight: pipelines::http::flight::SingleFlight<serde_json::Value>,
 }
 
 fn check_id(field: &str, v: &Option<String>) -> Result<()> {
@@ -238,7 +240,13 @@ impl Bandits {
             clock,
             metrics,
             config,
+            ope_flight: pipelines::http::flight::SingleFlight::new("off-policy evaluation"),
         }
+    }
+
+    /// The single-flight gate of `GET /v1/bandits/{slot}/ope`.
+    pub fn ope_flight(&self) -> &pipelines::http::flight::SingleFlight<serde_json::Value> {
+        &self.ope_flight
     }
 
     pub fn store(&self) -> &Arc<dyn BanditStore> {

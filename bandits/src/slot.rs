@@ -20,7 +20,9 @@ pub const MAX_FLOOR_TOTAL: f64 = 0.5;
 pub const UNKNOWN_SEGMENT: &str = "Unknown";
 
 /// The learning policy of a slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyKind {
     /// Beta-Bernoulli Thompson sampling, one posterior per (segment, arm).
@@ -70,7 +72,7 @@ const fn default_prior_strength() -> f64 {
 }
 
 /// Policy settings (only those of the chosen kind matter; all have defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
     #[serde(default)]
@@ -110,7 +112,9 @@ impl Default for PolicySpec {
 }
 
 /// What counts as a reward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
     /// 1 for a banner click within the click window.
@@ -134,7 +138,7 @@ const fn default_revenue_cap_eur() -> f64 {
 }
 
 /// How rewards are joined.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RewardSpec {
     #[serde(default)]
@@ -177,7 +181,7 @@ impl RewardSpec {
 }
 
 /// A warm-start prior: the arm starts as if it had been shown `strength` times with mean reward `mean`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Prior {
     pub mean: f64,
@@ -185,7 +189,7 @@ pub struct Prior {
 }
 
 /// One banner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Arm {
     pub arm_id: String,
@@ -235,7 +239,7 @@ impl Arm {
 }
 
 /// A slot as configured (the body of `POST /v1/slots` and `PUT /v1/slots/{slot}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Slot {
     pub slot: String,
@@ -395,7 +399,7 @@ impl Slot {
 }
 
 /// A merchandiser's action on a slot, recorded in the audit trail.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub slot: String,
     pub at: DateTime<Utc>,

@@ -21,7 +21,7 @@ use pipelines::http::{json_body, ApiError, ApiResult};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +32,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
+
+use pipelines::access::{Principal, Scope};
 
 use crate::aftersale::ReturnInput;
 use crate::checkout::check_idempotency_key;
@@ -51,6 +53,33 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> crate::Resul
         };
         Error::bad(field, e.into_inner().to_string())
     })
+}
+
+/// The caller of an order route, as the HTTP edge identified it (`None` when the router runs without the
+/// edge, as a library).
+type Caller = Option<Extension<Principal>>;
+
+/// An order's own routes are open to a secret key with `orders:manage`, or to whoever presents the order's
+/// access token (the shopper's browser, with a publishable key). Checked before anything else about the
+/// request, so a caller without either learns nothing (not even whether the order exists).
+fn owner(c: &Commerce, caller: &Caller, headers: &HeaderMap, id: &str) -> ApiResult<()> {
+    let Some(Extension(p)) = caller else {
+        return Ok(());
+    };
+    if p.has(Scope::OrdersManage) {
+        return Ok(());
+    }
+    let header = crate::order_token::ORDER_TOKEN_HEADER;
+    match headers.get(header).and_then(|v| v.to_str().ok()) {
+        Some(t) if c.order_tokens().verify(id, t.trim()) => Ok(()),
+        Some(_) => Err(ApiError::Forbidden(format!(
+            "the {header} sent is not this order's access token"
+        ))),
+        None => Err(ApiError::Forbidden(format!(
+            "this order's routes need its access token in {header} (the checkout's `access_token`) or a \
+             secret key with orders:manage"
+        ))),
+    }
 }
 
 fn uuid(what: &str, id: &str) -> ApiResult<Uuid> {
@@ -251,23 +280,34 @@ async fn checkout(
             .map(|v| v.to_str().unwrap_or("\u{0}")),
     )?;
     let value: serde_json::Value = json_body(&body)?;
-    let stored = c.checkout(&key, value).await?;
+    let mut stored = c.checkout(&key, value).await?;
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    // The order's access token is derived, never stored: a replay answers the same one.
+    let id = stored.body["order_id"].as_str().map(str::to_string);
+    if let (Some(id), Some(body)) = (id, stored.body.as_object_mut()) {
+        body.insert("access_token".into(), json!(c.order_tokens().issue(&id)));
+    }
     Ok((status, Json(stored.body)).into_response())
 }
 
 async fn order(
     State(c): State<Arc<Commerce>>,
     Path(id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
+    owner(&c, &caller, &headers, &id)?;
     Ok(Json(json!(c.order(uuid("id", &id)?).await?)))
 }
 
 async fn confirm(
     State(c): State<Arc<Commerce>>,
     Path(id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<serde_json::Value>> {
+    owner(&c, &caller, &headers, &id)?;
     let id = uuid("id", &id)?;
     let params: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
@@ -293,15 +333,21 @@ async fn webhook(
 async fn returns(
     State(c): State<Arc<Commerce>>,
     Path(id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
+    owner(&c, &caller, &headers, &id)?;
     Ok(Json(json!({"returns": c.returns(uuid("id", &id)?).await?})))
 }
 
 async fn create_return(
     State(c): State<Arc<Commerce>>,
     Path(id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    owner(&c, &caller, &headers, &id)?;
     let id = uuid("id", &id)?;
     let input: ReturnInput = json_body(&body)?;
     let ret = c.create_return(id, input).await?;
@@ -311,7 +357,10 @@ async fn create_return(
 async fn invoice_xml(
     State(c): State<Arc<Commerce>>,
     Path(id): Path<String>,
+    caller: Caller,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
+    owner(&c, &caller, &headers, &id)?;
     let (file_name, xml) = c.invoice_xml(uuid("id", &id)?).await?;
     let disposition = format!("attachment; filename=\"{file_name}\"");
     Ok((

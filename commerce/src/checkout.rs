@@ -75,6 +75,10 @@ pub struct CheckoutResponse {
     /// What the shopper's browser must do next, when the payment needs it.
     pub next_action: Option<NextAction>,
     pub order: Order,
+    /// The order's access token (`POST /v1/checkouts` only): sent as `X-Order-Token` with a publishable key,
+    /// it opens this order's reads, payment confirmation, returns and invoice. Derived, never stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 impl CheckoutResponse {
@@ -86,6 +90,7 @@ impl CheckoutResponse {
             amount_due: order.tax.totals.amount_due,
             next_action: order.payment.next_action.clone(),
             order,
+            access_token: None,
         }
     }
 }

@@ -16,6 +16,7 @@
 //!   [`aftersale`] (returns, invoices, SDI receipts): the operations, written once over the store seam.
 //! - [`outbox`]: the relay to `lusso.commerce.v1` and the background loops.
 //! - [`api`]: the HTTP routes, the card-number guard ([`pci`]) and the one error → HTTP mapping.
+//! - [`order_token`]: the access token the checkout gives a shopper for their own order.
 //! - [`openapi`]: the endpoints' OpenAPI document (merged into the process's `/openapi.json`).
 //! - [`config`], [`metrics`], [`error`].
 
@@ -30,6 +31,7 @@ pub mod invoice;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod order_token;
 pub mod outbox;
 pub mod payments;
 pub mod pci;

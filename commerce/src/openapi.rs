@@ -33,6 +33,9 @@ pub fn document() -> Value {
     let int = json!({"type": "integer"});
     let string = json!({"type": "string"});
     let card = err("The body carries a card-number-like value (named in `error.field`; the value is never stored or logged) or another invalid field");
+    // An order's own routes: a publishable key with the order's access token, or orders:manage.
+    let token = json!({"name": "X-Order-Token", "in": "header", "required": false, "schema": {"type": "string"},
+        "description": "The order's access token from the checkout (`access_token`); not needed with orders:manage"});
     let paths = json!({
         "/v1/products": {"get": {"summary": "Listed products with their variants (SKU, size)",
             "parameters": [query("limit", "1–500 (default 50)", false, int.clone()), query("offset", "Default 0", false, int),
@@ -63,23 +66,23 @@ pub fn document() -> Value {
             "responses": {"201": created(&checkout), "400": card, "402": err("Payment declined (the order is in the body)"),
                 "409": err("Stock short, cart already ordered, or the key was used with another body"),
                 "503": err("PostgreSQL or the payment provider unreachable; retry with the same key")}}},
-        "/v1/orders/{id}": {"get": {"summary": "An order", "parameters": [path_param("id")],
-            "responses": {"200": ok(order), "404": err("Unknown order")}}},
+        "/v1/orders/{id}": {"get": {"summary": "An order", "parameters": [path_param("id"), token],
+            "responses": {"200": ok(order), "403": err("Neither the order's token nor orders:manage"), "404": err("Unknown order")}}},
         "/v1/orders/{id}/payment/confirm": {"post": {"summary": "Complete a payment after the shopper's action (3-D Secure, Klarna, Scalapay)",
-            "parameters": [path_param("id")], "requestBody": body(json!({"type": "object"})),
-            "responses": {"200": ok(checkout), "404": err("Unknown order"), "409": err("No payment to confirm")}}},
+            "parameters": [path_param("id"), token], "requestBody": body(json!({"type": "object"})),
+            "responses": {"200": ok(checkout), "403": err("Neither the order's token nor orders:manage"), "404": err("Unknown order"), "409": err("No payment to confirm")}}},
         "/v1/payments/{provider}/webhook": {"post": {"summary": "Provider webhook (signature verified, de-duplicated)",
             "parameters": [path_param("provider")],
             "responses": {"200": ok(json!({"type": "object"})), "400": err("Bad signature"), "404": err("Unknown provider")}}},
         "/v1/orders/{id}/returns": {
-            "get": {"summary": "An order's returns", "parameters": [path_param("id")],
-                "responses": {"200": ok(list_of("returns", ret.clone())), "404": err("Unknown order")}},
-            "post": {"summary": "Return units: refund through the provider, restock at a location", "parameters": [path_param("id")],
+            "get": {"summary": "An order's returns", "parameters": [path_param("id"), token],
+                "responses": {"200": ok(list_of("returns", ret.clone())), "403": err("Neither the order's token nor orders:manage"), "404": err("Unknown order")}},
+            "post": {"summary": "Return units: refund through the provider, restock at a location", "parameters": [path_param("id"), token],
                 "requestBody": body(return_in),
                 "responses": {"201": created(&ret), "400": card, "404": err("Unknown order"),
                     "409": err("Not paid, or more units than sold")}}},
         "/v1/orders/{id}/invoice.xml": {"get": {"summary": "The FatturaPA 1.2 e-invoice (issued on first request)",
-            "parameters": [path_param("id")],
+            "parameters": [path_param("id"), token],
             "responses": {"200": {"description": "FatturaPA XML", "content": {"application/xml": {"schema": {"type": "string"}}}},
                 "404": err("Unknown order"), "409": err("Not paid, or a consumer without codice fiscale")}}},
         "/v1/orders/{id}/invoice/sdi": {"post": {"summary": "Record an SDI receipt (sent, delivered, rejected, not deliverable)",

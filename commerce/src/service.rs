@@ -54,6 +54,7 @@ pub struct Commerce {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
     pub(crate) checkouts: Semaphore,
+    pub(crate) order_tokens: crate::order_token::OrderTokens,
 }
 
 /// Request body of `POST /v1/carts`.
@@ -159,7 +160,19 @@ impl Commerce {
             clock: parts.clock,
             metrics: Metrics::new(),
             checkouts,
+            order_tokens: crate::order_token::OrderTokens::random(),
         })
+    }
+
+    /// The same service issuing order access tokens under `tokens` (the shop's shared secret; the default
+    /// is a random one for this process).
+    pub fn with_order_tokens(mut self, tokens: crate::order_token::OrderTokens) -> Commerce {
+        self.order_tokens = tokens;
+        self
+    }
+
+    pub fn order_tokens(&self) -> &crate::order_token::OrderTokens {
+        &self.order_tokens
     }
 
     pub fn metrics(&self) -> &Metrics {

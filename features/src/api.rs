@@ -14,6 +14,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use tokio::sync::RwLock;
 
+use pipelines::http::flight::SingleFlight;
 use pipelines::http::ApiError;
 use pipelines::log::EventLog;
 
@@ -35,6 +36,8 @@ pub struct FeaturesApi {
     processor: Processor,
     clusters: CachedModel,
     log: Option<Arc<dyn EventLog>>,
+    /// `POST /v1/segments/train` runs once at a time (a second click joins the running one).
+    training: SingleFlight<Value>,
 }
 
 impl FeaturesApi {
@@ -43,6 +46,7 @@ impl FeaturesApi {
             processor,
             clusters: Arc::new(RwLock::new(None)),
             log: None,
+            training: SingleFlight::new("segment training"),
         }
     }
 
@@ -196,10 +200,15 @@ async fn train_segments(State(api): State<FeaturesApi>) -> Result<Json<Value>, A
             "this process has no event log to train from".into(),
         ));
     };
-    let model =
-        crate::offline::train_segments(log.as_ref(), &api.processor, Utc::now(), |_| {}).await?;
-    *api.clusters.write().await = Some((Instant::now(), Some(Arc::new(model.clone()))));
-    Ok(Json(
-        json!({"trained_at": model.trained_at, "k": model.k, "trained_on": model.trained_on, "clusters": model.summaries}),
-    ))
+    let flight = api.training.clone();
+    let job = async move {
+        let model =
+            crate::offline::train_segments(log.as_ref(), &api.processor, Utc::now(), |_| {})
+                .await?;
+        *api.clusters.write().await = Some((Instant::now(), Some(Arc::new(model.clone()))));
+        Ok::<_, ApiError>(
+            json!({"trained_at": model.trained_at, "k": model.k, "trained_on": model.trained_on, "clusters": model.summaries}),
+        )
+    };
+    Ok(Json(flight.run("all segments".into(), job).await?))
 }

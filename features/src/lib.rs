@@ -10,7 +10,8 @@
 //!   retry with backoff while the store is down), and the popularity refresher.
 //! - [`offline`]: point-in-time exports (`--as-of`) by replaying the event log, and snapshot tables.
 //! - [`segment`]: RFM, rule-based segments, k-means clusters (linfa).
-//! - [`api`]: `GET /v1/users/{id}/features|segment`, `GET /v1/products/{id}/features`, `GET /v1/segments`.
+//! - [`api`]: `GET /v1/users/{id}/features|segment`, `GET /v1/products/{id}/features`, `GET /v1/segments`,
+//!   `POST /v1/segments/train`; [`openapi`]: their OpenAPI document.
 //! - [`metrics`]: Prometheus metrics (lag, freshness, throughput).
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod consumer;
 pub mod error;
 pub mod metrics;
 pub mod offline;
+pub mod openapi;
 pub mod processor;
 pub mod segment;
 pub mod state;

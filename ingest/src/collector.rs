@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,10 +24,10 @@ use pipelines::validate::{validate_event, FieldError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
-use tower_http::cors::{Any, CorsLayer};
 
 use crate::metrics::Metrics;
 use crate::{openapi, quarantine};
+use pipelines::http::flight::SingleFlight;
 use pipelines::http::ApiError;
 
 /// Collector limits (contract values as defaults).
@@ -79,6 +79,8 @@ pub struct CollectorState {
     schema: Arc<Value>,
     /// The `/openapi.json` document (the collector's own, or the process's merged one).
     openapi: Arc<Value>,
+    /// Quarantine replays run one at a time; a second request joins the running one.
+    replays: SingleFlight<quarantine::ReplayReport>,
 }
 
 impl CollectorState {
@@ -92,6 +94,7 @@ impl CollectorState {
             metrics,
             schema: Arc::new(pipelines::event::json_schema()),
             openapi: Arc::new(openapi::document()),
+            replays: SingleFlight::new("quarantine replay"),
         }
     }
 
@@ -120,13 +123,9 @@ pub struct IngestResponse {
     pub rejected: Vec<Rejected>,
 }
 
-/// The collector's router (CORS enabled for browser storefronts).
+/// The collector's router. Browser storefronts on other origins get CORS from the HTTP edge the binary puts
+/// in front of it (per publishable key's origins).
 pub fn app(state: CollectorState) -> Router {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers(Any)
-        .max_age(Duration::from_secs(3600));
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/schemas/events", get(schema))
@@ -139,7 +138,6 @@ pub fn app(state: CollectorState) -> Router {
             "/openapi.json",
             get(|State(s): State<CollectorState>| async move { Json((*s.openapi).clone()) }),
         )
-        .layer(cors)
         .with_state(state)
 }
 
@@ -337,11 +335,15 @@ async fn list_quarantine(
 async fn replay_quarantine(
     State(state): State<CollectorState>,
 ) -> Result<Json<quarantine::ReplayReport>, ApiError> {
-    let report = quarantine::replay(
-        state.bus.as_ref(),
-        &state.config.quarantine_topic,
-        &state.config.events_topic,
-    )
-    .await?;
-    Ok(Json(report))
+    let flight = state.replays.clone();
+    let job = async move {
+        let report = quarantine::replay(
+            state.bus.as_ref(),
+            &state.config.quarantine_topic,
+            &state.config.events_topic,
+        )
+        .await?;
+        Ok::<_, ApiError>(report)
+    };
+    Ok(Json(flight.run("the whole quarantine".into(), job).await?))
 }

@@ -81,7 +81,8 @@ pub fn document() -> Value {
             "/v1/quarantine/replay": {"post": {"summary": "Re-validate bad rows and produce those that pass",
                 "responses": {"200": {"description": "Replay report", "content": {"application/json": {"schema": {
                     "type": "object", "properties": {"scanned": {"type": "integer"}, "replayed": {"type": "integer"},
-                    "still_invalid": {"type": "integer"}}}}}},
+                    "still_invalid": {"type": "integer"}, "truncated": {"type": "boolean"}}}}}},
+                    "409": error_response("Another replay is running"),
                     "503": error_response("Bus unavailable")}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}},
             "/readyz": {"get": {"summary": "Readiness (bus reachable)",

@@ -47,18 +47,25 @@ pub struct ReplayReport {
     pub replayed: usize,
     /// Rows that still fail, with their current reasons.
     pub still_invalid: usize,
+    /// The quarantine holds more than [`REPLAY_MAX_ROWS`]; only the first ones were read.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
-/// Re-validates every bad row and produces the ones that pass to `events_topic`.
+/// Most bad rows one replay reads (and holds in memory), from the start of the topic.
+pub const REPLAY_MAX_ROWS: usize = 100_000;
+
+/// Re-validates the bad rows (up to [`REPLAY_MAX_ROWS`]) and produces the ones that pass to `events_topic`.
 pub async fn replay(
     bus: &dyn EventBus,
     quarantine_topic: &str,
     events_topic: &str,
 ) -> Result<ReplayReport> {
-    let rows = list(bus, quarantine_topic, usize::MAX).await?;
+    let rows = list(bus, quarantine_topic, REPLAY_MAX_ROWS).await?;
     let now = Utc::now();
     let mut report = ReplayReport {
         scanned: rows.len(),
+        truncated: rows.len() >= REPLAY_MAX_ROWS,
         ..Default::default()
     };
     let mut records = Vec::new();

@@ -10,9 +10,11 @@
 //! - [`auth`]: API keys and console sessions checked against the process's route table (401/403/415, CSRF,
 //!   origins), before any handler runs.
 //! - [`console`]: the console's login and logout (a key exchanged for a session cookie).
+//! - [`flight`]: single-flight for heavy endpoints (one run at a time; identical requests share it).
 
 pub mod auth;
 pub mod console;
+pub mod flight;
 
 use std::fmt;
 
@@ -46,7 +48,7 @@ pub fn current_request_id() -> Option<String> {
 
 /// What went wrong, named for what the caller can do about it. Each crate converts its own error into this
 /// (`impl From<crate::Error> for ApiError`); it becomes HTTP only here.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiError {
     /// 400: the request is wrong; `field` names the parameter or JSON path.
     BadInput { field: String, reason: String },
@@ -344,6 +346,19 @@ pub async fn request_ids(req: Request, next: Next) -> Response {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     resp
+}
+
+/// `router` behind the whole edge, as every process serves it: the console's login routes added, access control
+/// ([`auth::authorize`]) on every matched route, the request deadline, and request ids around everything.
+pub fn behind_edge(router: axum::Router, edge: auth::Edge) -> axum::Router {
+    router
+        .merge(console::routes(edge.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(edge, auth::authorize))
+        .layer(axum::middleware::from_fn_with_state(
+            REQUEST_TIMEOUT,
+            deadline,
+        ))
+        .layer(axum::middleware::from_fn(request_ids))
 }
 
 /// Longest a request may take by default ([`deadline`]); routes that need longer run their work in the

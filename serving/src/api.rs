@@ -465,20 +465,19 @@ async fn results(
         },
     };
     let exp = s.stores().experiments.get(&key).await?;
-    let Some(log) = s.log() else {
+    let Some(log) = s.log().cloned() else {
         return Err(ApiError::from(Error::Unavailable(
             "experiment results: no event log configured".into(),
         )));
     };
-    let until = Utc::now();
-    let r = crate::experiments::results::results(
-        log.as_ref(),
-        &exp,
-        until - Duration::days(days),
-        until,
-    )
-    .await?;
-    Ok(Json(r).into_response())
+    let job = async move {
+        let until = Utc::now();
+        let since = until - Duration::days(days);
+        let r = crate::experiments::results::results(log.as_ref(), &exp, since, until).await?;
+        Ok::<_, ApiError>(serde_json::to_value(r).unwrap_or_default())
+    };
+    let flight = s.inner.results_flight.clone();
+    Ok(Json(flight.run(format!("{key}, {days} days"), job).await?).into_response())
 }
 
 async fn storefront() -> Html<&'static str> {

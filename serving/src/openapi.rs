@@ -168,7 +168,7 @@ pub fn document() -> Value {
             "responses": {"200": ok(assignment), "400": err("Bad parameter"), "404": err("Unknown experiment")}}},
         "/v1/experiments/{key}/results": {"get": {"summary": "Conversion and revenue per visitor per variant",
             "parameters": [path_param("key"), query("days", "Window, 1–365 (default 14)", false, json!({"type": "integer"}))],
-            "responses": {"200": ok(results), "404": err("Unknown experiment"), "503": err("No event log")}}},
+            "responses": {"200": ok(results), "404": err("Unknown experiment"), "409": err("Another report is running"), "503": err("No event log")}}},
         "/storefront": {"get": {"summary": "The demo storefront page",
             "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}}
     });

@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     experiments: RwLock<Arc<Vec<Experiment>>>,
     experiments_rev: AtomicI64,
     overrides_rev: AtomicI64,
+    /// Experiment results (a scan of the log) run one at a time; identical requests share the run.
+    pub(crate) results_flight: pipelines::http::flight::SingleFlight<serde_json::Value>,
 }
 
 /// The serving service (cheap to clone).
@@ -120,6 +122,7 @@ impl Serving {
                 experiments: RwLock::new(Arc::new(Vec::new())),
                 experiments_rev: AtomicI64::new(-1),
                 overrides_rev: AtomicI64::new(-1),
+                results_flight: pipelines::http::flight::SingleFlight::new("experiment report"),
             }),
         }
     }

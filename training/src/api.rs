@@ -90,3 +90,30 @@ fn api_error(e: Error) -> ApiError {
         Error::Internal(r) => ApiError::Internal(r),
     }
 }
+
+/// The OpenAPI 3.1 `paths` of these routes (merged into the process's `/openapi.json`).
+pub fn openapi() -> Value {
+    use pipelines::openapi::{err, error_schema, ok, path_param};
+    let meta = json!({"type": "object", "description":
+        "A version's metadata: algorithm, hyperparameters, training data (source, window, hash), split, metrics, \
+         history; `promoted` says whether serving uses it"});
+    let state = json!({"type": "object", "properties": {
+        "promoted": {"type": ["string", "null"]},
+        "stack": {"type": "array", "items": {"type": "string"}, "description": "Promotions in effect, oldest first"},
+        "log": {"type": "array", "items": {"type": "object"}, "description": "Promotions and rollbacks"}}});
+    let locked = err("The registry is locked by another writer; retry");
+    let paths = json!({
+        "/v1/models": {"get": {"summary": "Every registered version, newest first, and the promoted one",
+            "responses": {"200": ok(json!({"type": "object", "properties": {
+                "promoted": {"type": ["string", "null"]}, "models": {"type": "array", "items": meta}}}))}}},
+        "/v1/models/{version}": {"get": {"summary": "One version", "parameters": [path_param("version")],
+            "responses": {"200": ok(meta), "400": err("Not a version name"), "404": err("Unknown version")}}},
+        "/v1/models/{version}/promote": {"post": {"summary": "Serve this version (serving picks it up within its poll)",
+            "parameters": [path_param("version")],
+            "responses": {"200": ok(state.clone()), "400": err("Not a version name"), "404": err("Unknown version"),
+                "503": locked}}},
+        "/v1/models/rollback": {"post": {"summary": "Serve the previously promoted version again",
+            "responses": {"200": ok(state), "409": err("Nothing to roll back to"), "503": locked}}}
+    });
+    json!({"paths": paths, "components": {"schemas": {"Error": error_schema()}}})
+}

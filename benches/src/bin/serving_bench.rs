@@ -12,8 +12,11 @@
 //! With `--redis-url` the load generator seeds the shoppers under a fresh key prefix and drops the keys at the
 //! end; with `--kafka-brokers` the server produces impressions to the broker, as a deployed serving role does.
 //!
+//! With `--edge` the server also serves the same router behind the HTTP edge (request ids, deadline, key check,
+//! the key's rate bucket) on a second port, and the load generator alternates open-loop runs on both.
+//!
 //! `cargo run --release -p lusso-benches --bin serving_bench -- [--rate 1000] [--seconds 10]
-//! [--redis-url redis://127.0.0.1:6379] [--kafka-brokers 127.0.0.1:9092]`
+//! [--redis-url redis://127.0.0.1:6379] [--kafka-brokers 127.0.0.1:9092] [--edge]`
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
@@ -71,6 +74,10 @@ struct Args {
     /// serving role does, instead of to an in-process bus holding the last 10,000 per partition.
     #[arg(long)]
     kafka_brokers: Option<String>,
+    /// Also serve the same router behind the HTTP edge (request ids, deadline, API-key check with a
+    /// publishable key's rate bucket) on a second port, and compare the two in the same run.
+    #[arg(long)]
+    edge: bool,
     /// Internal: the feature store's key prefix, already seeded by the load generator.
     #[arg(long, hide = true)]
     seeded_prefix: Option<String>,
@@ -112,20 +119,31 @@ fn main() -> anyhow::Result<()> {
     if let Some(b) = &args.kafka_brokers {
         cmd.args(["--kafka-brokers", b]);
     }
+    if args.edge {
+        cmd.arg("--edge");
+    }
     let mut child = cmd.spawn()?;
     let pid = child.id();
     let stdout = child.stdout.take().context("child stdout")?;
     let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut edge: Option<Edge> = None;
     let addr = loop {
         let line = lines
             .next()
             .context("the server exited before listening")??;
-        if let Some(a) = line.strip_prefix("listening ") {
+        if let Some(rest) = line.strip_prefix("edge ") {
+            let (addr, key) = rest.split_once(' ').context("edge ADDR KEY")?;
+            edge = Some(Edge {
+                addr: addr.to_string(),
+                key: key.to_string(),
+            });
+        } else if let Some(a) = line.strip_prefix("listening ") {
             break a.to_string();
+        } else {
+            println!("{line}");
         }
-        println!("{line}");
     };
-    let result = rt.block_on(load(&args, &addr, pid));
+    let result = rt.block_on(load(&args, &addr, pid, edge.as_ref()));
     let _ = child.kill();
     let _ = child.wait();
     if let (Some(u), Some(prefix)) = (&args.redis_url, &seeded) {
@@ -205,7 +223,7 @@ fn urls(addr: &str, n: usize, args: &Args) -> Vec<String> {
         .collect()
 }
 
-async fn load(args: &Args, addr: &str, pid: u32) -> anyhow::Result<()> {
+async fn load(args: &Args, addr: &str, pid: u32, edge: Option<&Edge>) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -218,75 +236,27 @@ async fn load(args: &Args, addr: &str, pid: u32) -> anyhow::Result<()> {
         "\n### Open loop: {} requests/s for {} s (latency from the scheduled start)\n",
         args.rate, args.seconds
     );
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let total = args.rate * args.seconds;
-    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
-    let start = Instant::now();
-    // Paced from a thread of its own with the OS's sleep (tens of µs late) rather than tokio's timer, whose
-    // millisecond ticks would send each request up to 1 ms after its scheduled start and count the
-    // generator's lateness as the server's latency. The lateness left is measured and printed.
-    let (runtime, pacer_mix, pacer_http) =
-        (tokio::runtime::Handle::current(), mix.clone(), http.clone());
-    let (pacer_hist, pacer_errors) = (hist.clone(), errors.clone());
-    let (tasks, late) = tokio::task::spawn_blocking(move || {
-        let mut late = Histogram::<u64>::new(3).expect("histogram");
-        let mut tasks = Vec::with_capacity(total as usize);
-        for i in 0..total {
-            let due = start + interval * i as u32;
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-            late.record(due.elapsed().as_micros() as u64).ok();
-            let (http, url, hist, errors) = (
-                pacer_http.clone(),
-                pacer_mix[i as usize % pacer_mix.len()].clone(),
-                pacer_hist.clone(),
-                pacer_errors.clone(),
-            );
-            tasks.push(runtime.spawn(async move {
-                match http.get(&url).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        let us = due.elapsed().as_micros() as u64;
-                        hist.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .record(us.max(1))
-                            .ok();
-                    }
-                    _ => {
-                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-        (tasks, late)
-    })
-    .await?;
-    for t in tasks {
-        let _ = t.await;
-    }
-    let achieved = total as f64 / start.elapsed().as_secs_f64();
-    let h = hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let run = open_loop(&http, mix.clone(), args.rate, args.seconds, None).await?;
+    let h = &run.hist;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!("| requests | achieved/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {} | {achieved:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+        "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
         h.len(),
+        run.achieved,
         ms(0.5),
         ms(0.9),
         ms(0.99),
         ms(0.999),
         h.max() as f64 / 1000.0,
-        errors.load(std::sync::atomic::Ordering::Relaxed)
+        run.errors
     );
     println!(
         "\nthe generator sent requests late by p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (included above)",
-        late.value_at_quantile(0.5) as f64 / 1000.0,
-        late.value_at_quantile(0.99) as f64 / 1000.0,
-        late.max() as f64 / 1000.0
+        run.late.value_at_quantile(0.5) as f64 / 1000.0,
+        run.late.value_at_quantile(0.99) as f64 / 1000.0,
+        run.late.max() as f64 / 1000.0
     );
     let (rss, hwm) = rss_mb(pid);
     println!("\nserver RSS after the open-loop run: {rss:.0} MB (peak {hwm:.0} MB)");
@@ -351,6 +321,144 @@ async fn load(args: &Args, addr: &str, pid: u32) -> anyhow::Result<()> {
     );
     let (rss, hwm) = rss_mb(pid);
     println!("server RSS at the end: {rss:.0} MB (peak {hwm:.0} MB)");
+    if let Some(e) = edge {
+        edge_comparison(args, &http, &mix, e).await?;
+    }
+    Ok(())
+}
+
+/// The same server behind the HTTP edge: its address and the publishable key it accepts.
+struct Edge {
+    addr: String,
+    key: String,
+}
+
+/// One open-loop run's latencies (from each request's scheduled start), the generator's lateness, the rate
+/// achieved and the failed requests.
+struct OpenLoop {
+    hist: Histogram<u64>,
+    late: Histogram<u64>,
+    achieved: f64,
+    errors: u64,
+}
+
+/// Sends `rate × seconds` requests over `mix` at a fixed rate, with `Authorization: Bearer auth` when given.
+async fn open_loop(
+    http: &reqwest::Client,
+    mix: Arc<Vec<String>>,
+    rate: u64,
+    seconds: u64,
+    auth: Option<String>,
+) -> anyhow::Result<OpenLoop> {
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let total = rate * seconds;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let start = Instant::now();
+    // Paced from a thread of its own with the OS's sleep (tens of µs late) rather than tokio's timer, whose
+    // millisecond ticks would send each request up to 1 ms after its scheduled start and count the
+    // generator's lateness as the server's latency. The lateness left is measured and printed.
+    let (runtime, pacer_mix, pacer_http) =
+        (tokio::runtime::Handle::current(), mix.clone(), http.clone());
+    let (pacer_hist, pacer_errors) = (hist.clone(), errors.clone());
+    let auth = auth.map(|k| format!("Bearer {k}"));
+    let (tasks, late) = tokio::task::spawn_blocking(move || {
+        let mut late = Histogram::<u64>::new(3).expect("histogram");
+        let mut tasks = Vec::with_capacity(total as usize);
+        for i in 0..total {
+            let due = start + interval * i as u32;
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            late.record(due.elapsed().as_micros() as u64).ok();
+            let mut req = pacer_http.get(&pacer_mix[i as usize % pacer_mix.len()]);
+            if let Some(a) = &auth {
+                req = req.header("authorization", a);
+            }
+            let (hist, errors) = (pacer_hist.clone(), pacer_errors.clone());
+            tasks.push(runtime.spawn(async move {
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        let us = due.elapsed().as_micros() as u64;
+                        hist.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .record(us.max(1))
+                            .ok();
+                    }
+                    _ => {
+                        errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        (tasks, late)
+    })
+    .await?;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let achieved = total as f64 / start.elapsed().as_secs_f64();
+    let hist = hist.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(OpenLoop {
+        hist,
+        late,
+        achieved,
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+/// Open-loop runs alternating the plain server and the same server behind the edge (three rounds each, so
+/// drift on the shared machine hits both), then the medians and their ratio.
+async fn edge_comparison(
+    args: &Args,
+    http: &reqwest::Client,
+    mix: &Arc<Vec<String>>,
+    edge: &Edge,
+) -> anyhow::Result<()> {
+    let edge_mix = Arc::new(urls(&edge.addr, 50_000, args));
+    let auth = format!("Bearer {}", edge.key);
+    for u in edge_mix.iter().take(500) {
+        let r = http.get(u).header("authorization", &auth).send().await?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "the edge refused {u}: {}",
+            r.status()
+        );
+        r.bytes().await?;
+    }
+    println!(
+        "\n### The edge: {} requests/s for {} s, without and with it, three rounds alternating\n",
+        args.rate, args.seconds
+    );
+    println!("| round | server | p50 ms | p99 ms | errors |\n|---:|---|---:|---:|---:|");
+    let mut p99 = [Vec::new(), Vec::new()];
+    for round in 1..=3 {
+        for (i, (name, urls, key)) in [
+            ("plain router", mix.clone(), None),
+            ("behind the edge", edge_mix.clone(), Some(edge.key.clone())),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let r = open_loop(http, urls, args.rate, args.seconds, key).await?;
+            let ms = |q: f64| r.hist.value_at_quantile(q) as f64 / 1000.0;
+            p99[i].push(ms(0.99));
+            println!(
+                "| {round} | {name} | {:.2} | {:.2} | {} |",
+                ms(0.5),
+                ms(0.99),
+                r.errors
+            );
+        }
+    }
+    let median = lusso_benches::edge::median;
+    let (plain, edged) = (median(&mut p99[0]), median(&mut p99[1]));
+    println!(
+        "\nmedian p99: plain {plain:.2} ms, behind the edge {edged:.2} ms: {:.3}× (goal ≤ 1.05×)",
+        edged / plain.max(f64::MIN_POSITIVE)
+    );
     Ok(())
 }
 
@@ -666,6 +774,13 @@ fn serve(args: Args) -> anyhow::Result<()> {
                 axum::Json(serde_json::json!({"ok": true, "items": []}))
             }),
         );
+        if args.edge {
+            let dir = std::env::temp_dir().join(format!("lusso-bench-keys-{}", std::process::id()));
+            let (edged, key) = lusso_benches::edge::behind(app.clone(), &dir).await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            println!("edge {} {key}", listener.local_addr()?);
+            tokio::spawn(async move { axum::serve(listener, edged).await });
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("listening {}", listener.local_addr()?);
         axum::serve(listener, app).await?;

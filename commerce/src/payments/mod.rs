@@ -154,11 +154,14 @@ impl std::fmt::Debug for Providers {
 pub const ALL_PROVIDERS: [&str; 4] = ["fake", "stripe", "klarna", "scalapay"];
 
 impl Providers {
-    /// `fake`, plus each provider whose credentials are set in `config`.
+    /// Each provider whose credentials are set in `config`. The `fake` provider is never among them: only
+    /// `lusso demo`, `lusso serve --embedded` and tests add it ([`Providers::with`]).
     pub fn from_config(config: &PaymentsConfig) -> Result<Providers> {
         let config = config.clone().validated()?;
         let timeout = config.request_timeout();
-        let mut providers = Providers::fake_only();
+        let mut providers = Providers {
+            registered: Vec::new(),
+        };
         if let Some(key) = &config.stripe.secret_key {
             providers = providers.with(Arc::new(stripe::Stripe::new(
                 &config.stripe,
@@ -207,7 +210,9 @@ impl Providers {
             return Ok(p.clone());
         }
         let known = self.names().join(", ");
-        let reason = if ALL_PROVIDERS.contains(&name) {
+        let reason = if known.is_empty() {
+            "no payment provider is configured on this server".to_string()
+        } else if ALL_PROVIDERS.contains(&name) {
             format!("`{name}` is not configured here; one of {known}")
         } else {
             format!("unknown provider `{name}`; one of {known}")
@@ -215,7 +220,7 @@ impl Providers {
         Err(Error::bad("payment.provider", reason))
     }
 
-    /// The registered names, `fake` first.
+    /// The registered names, in registration order.
     pub fn names(&self) -> Vec<&'static str> {
         self.registered.iter().map(|(n, _)| *n).collect()
     }
@@ -357,8 +362,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fake_is_always_there_and_unknown_names_list_the_known() {
-        let p = Providers::from_config(&PaymentsConfig::default()).unwrap();
+    fn fake_is_never_configured_and_unknown_names_list_the_known() {
+        let none = Providers::from_config(&PaymentsConfig::default()).unwrap();
+        assert!(none.names().is_empty());
+        let err = none.get("fake").err().unwrap().to_string();
+        assert!(err.contains("no payment provider is configured"), "{err}");
+        let p = Providers::fake_only();
         assert_eq!(p.names(), vec!["fake"]);
         assert_eq!(p.get("fake").unwrap().name(), "fake");
         match p.get("paypal") {
@@ -381,12 +390,14 @@ mod tests {
         c.stripe.secret_key = Some(Secret::new("sk_test_x"));
         c.scalapay.api_key = Some(Secret::new("key"));
         let p = Providers::from_config(&c).unwrap();
-        assert_eq!(p.names(), vec!["fake", "stripe", "scalapay"]);
+        assert_eq!(p.names(), vec!["stripe", "scalapay"]);
         c.klarna.username = Some(Secret::new("PK_1"));
         c.klarna.password = Some(Secret::new("pw"));
         let p = Providers::from_config(&c).unwrap();
-        assert_eq!(p.names(), vec!["fake", "stripe", "klarna", "scalapay"]);
+        assert_eq!(p.names(), vec!["stripe", "klarna", "scalapay"]);
         assert_eq!(p.get("klarna").unwrap().name(), "klarna");
+        let p = p.with(Arc::new(fake::Fake));
+        assert_eq!(p.names(), vec!["stripe", "klarna", "scalapay", "fake"]);
         let p = p.with(Arc::new(fake::Fake));
         assert_eq!(
             p.names().len(),

@@ -9,7 +9,7 @@
 
 pub mod store;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -268,7 +268,17 @@ impl Principal {
 #[derive(Clone)]
 pub struct Keys {
     store: Arc<dyn KeyStore>,
-    by_hash: Arc<RwLock<Arc<HashMap<String, Principal>>>>,
+    current: Arc<RwLock<Arc<Snapshot>>>,
+}
+
+/// The keys in force at one reload.
+#[derive(Default)]
+struct Snapshot {
+    by_hash: HashMap<String, Principal>,
+    /// Every origin some publishable key in force allows (a CORS preflight carries no key).
+    browser_origins: HashSet<String>,
+    /// Some publishable key in force allows every origin (`*`).
+    any_origin: bool,
 }
 
 impl Keys {
@@ -279,7 +289,7 @@ impl Keys {
     pub async fn load(store: Arc<dyn KeyStore>) -> Result<Keys> {
         let keys = Keys {
             store,
-            by_hash: Arc::new(RwLock::new(Arc::new(HashMap::new()))),
+            current: Arc::new(RwLock::new(Arc::new(Snapshot::default()))),
         };
         keys.reload().await?;
         Ok(keys)
@@ -299,8 +309,31 @@ impl Keys {
             .filter(|r| r.revoked_at.is_none())
             .map(|r| (r.hash.clone(), Principal::of(r)))
             .collect();
-        *self.by_hash.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+        let publishable = map.values().filter(|p| p.kind == KeyKind::Publishable);
+        let browser_origins: HashSet<String> = publishable
+            .flat_map(|p| p.origins.iter().cloned())
+            .collect();
+        let snapshot = Snapshot {
+            any_origin: browser_origins.contains("*"),
+            browser_origins,
+            by_hash: map,
+        };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(snapshot);
         Ok(())
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether some publishable key in force may be used from a browser on `origin` (what a CORS preflight,
+    /// which carries no key, is answered by).
+    pub fn browser_origin_allowed(&self, origin: &str) -> bool {
+        let s = self.snapshot();
+        s.any_origin || s.browser_origins.contains(origin)
     }
 
     /// Reloads every [`Keys::REFRESH`] until `shutdown`; a failed reload keeps the last good set (logged).
@@ -326,12 +359,7 @@ impl Keys {
 
     /// The principal of a key by its hash (a console session keeps the hash, not the key).
     pub fn lookup_hash(&self, key_hash: &str) -> Option<Principal> {
-        let map = self
-            .by_hash
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        map.get(key_hash).cloned()
+        self.snapshot().by_hash.get(key_hash).cloned()
     }
 
     /// Creates a key and returns it (the only time it is seen) with its record.

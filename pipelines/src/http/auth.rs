@@ -9,6 +9,8 @@
 //!   session's CSRF token in `x-csrf-token`; an `Origin` that is neither this server, one of the configured
 //!   console origins, nor (for a publishable key) one of the key's origins is refused with 403; a body that says
 //!   it is not JSON gets 415.
+//! - CORS: publishable routes answer browsers on the origins their publishable keys allow (preflights
+//!   included; `*` only for a key created with it); every other route is closed to other origins.
 //! - Publishable keys are rate limited, one token bucket per key ([`RateLimit`]): over it, 429 with
 //!   `Retry-After`.
 //! - The handler sees the caller as a [`Principal`] in the request's extensions and its name in the
@@ -46,10 +48,20 @@ pub enum Access {
     Publishable,
     /// A secret key with this scope.
     Scope(Scope),
+    /// One resource's own routes (an order's): any key passes the edge, and the handler lets through a
+    /// secret key with this scope or a caller presenting the resource's access token.
+    Owner(Scope),
     /// A secret key with any of these scopes (reads of what those scopes write).
     AnyOf(&'static [Scope]),
     /// A secret key with every scope (routes the policy does not know).
     Admin,
+}
+
+impl Access {
+    /// Whether a storefront (a browser with a publishable key) may call the route: CORS is answered for it.
+    pub fn storefront(self) -> bool {
+        matches!(self, Access::Publishable | Access::Owner(_))
+    }
 }
 
 /// The route table: what `(method, matched path)` needs.
@@ -247,7 +259,7 @@ fn identify(edge: &Edge, headers: &HeaderMap) -> Result<(Principal, Option<Strin
 
 fn permit(p: &Principal, need: Access) -> Result<(), ApiError> {
     let missing = match need {
-        Access::Public | Access::Publishable => return Ok(()),
+        Access::Public | Access::Publishable | Access::Owner(_) => return Ok(()),
         Access::Scope(s) if p.has(s) => return Ok(()),
         Access::AnyOf(any) if any.iter().any(|s| p.has(*s)) => return Ok(()),
         Access::Admin if Scope::ALL.iter().all(|s| p.has(*s)) => return Ok(()),
@@ -321,7 +333,8 @@ fn wants_page(headers: &HeaderMap, m: &Method) -> bool {
             .is_some_and(|a| a.contains("text/html"))
 }
 
-/// The access-control middleware, for `Router::route_layer` (it needs the matched route).
+/// The access-control middleware, for `Router::route_layer` (it needs the matched route). It also answers
+/// CORS for the publishable routes.
 pub async fn authorize(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
     req.headers_mut().remove(ACTOR_HEADER);
     let path = req
@@ -330,18 +343,34 @@ pub async fn authorize(State(edge): State<Edge>, mut req: Request, next: Next) -
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| req.uri().path().to_owned());
     let method = req.method().clone();
-    let need = if method == Method::OPTIONS {
-        Access::Public
-    } else {
-        (edge.policy)(&method, &path)
-    };
+    if method == Method::OPTIONS {
+        return match preflight(&edge, req.headers(), &path) {
+            Some(answer) => answer,
+            None => next.run(req).await,
+        };
+    }
+    let need = (edge.policy)(&method, &path);
+    let cors = cors_origin(&edge, need, req.headers());
+    let mut resp = admit(&edge, need, req, next).await;
+    if let Some(origin) = cors {
+        allow_origin(resp.headers_mut(), origin);
+        resp.headers_mut().insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("x-request-id, retry-after"),
+        );
+    }
+    resp
+}
+
+/// Identifies the caller and checks the route's need, then runs the handler.
+async fn admit(edge: &Edge, need: Access, mut req: Request, next: Next) -> Response {
     if need == Access::Public {
         return next.run(req).await;
     }
-    let (principal, csrf) = match identify(&edge, req.headers()) {
+    let method = req.method().clone();
+    let (principal, csrf) = match identify(edge, req.headers()) {
         Ok(who) => who,
-        Err(e) if wants_page(req.headers(), &method) => {
-            let _ = e;
+        Err(_) if wants_page(req.headers(), &method) => {
             let back = req
                 .uri()
                 .path_and_query()
@@ -352,7 +381,7 @@ pub async fn authorize(State(edge): State<Edge>, mut req: Request, next: Next) -
         Err(e) => return e.into_response(),
     };
     if let Err(e) = check(
-        &edge,
+        edge,
         &principal,
         csrf.as_deref(),
         req.headers(),
@@ -369,6 +398,75 @@ pub async fn authorize(State(edge): State<Edge>, mut req: Request, next: Next) -
     }
     req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// How long a browser may cache a preflight answer.
+const PREFLIGHT_MAX_AGE: &str = "600";
+/// The request headers a storefront on another origin may send.
+const CORS_REQUEST_HEADERS: &str =
+    "authorization, content-type, x-request-id, idempotency-key, x-order-token";
+
+/// The `Origin` of a cross-origin browser request to a publishable route that some publishable key allows:
+/// the value to answer in `Access-Control-Allow-Origin`. Whether the presented key itself allows the origin is
+/// checked by [`check_origin`]; its refusal carries the header too, so the page can read why.
+fn cors_origin(edge: &Edge, need: Access, headers: &HeaderMap) -> Option<HeaderValue> {
+    if !need.storefront() {
+        return None;
+    }
+    let value = headers.get(header::ORIGIN)?;
+    let origin = value.to_str().ok()?;
+    (!same_origin(origin, headers) && edge.keys.browser_origin_allowed(origin))
+        .then(|| value.clone())
+}
+
+fn allow_origin(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+}
+
+/// The answer to a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`), `None` for
+/// any other `OPTIONS` request. Only publishable routes are open to other origins, and only to an origin that
+/// some publishable key in force allows (a preflight carries no key); anything else gets 403 naming why.
+fn preflight(edge: &Edge, headers: &HeaderMap, path: &str) -> Option<Response> {
+    let origin = headers.get(header::ORIGIN)?.clone();
+    let asked = headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    let Ok(method) = Method::from_bytes(asked.as_bytes()) else {
+        return Some(
+            ApiError::bad("access-control-request-method", "is not an HTTP method").into_response(),
+        );
+    };
+    let name = origin.to_str().unwrap_or_default();
+    let refusal = if !(edge.policy)(&method, path).storefront() {
+        Some(format!(
+            "{method} {path} is not a storefront route; browsers on other origins cannot call it"
+        ))
+    } else if !edge.keys.browser_origin_allowed(name) {
+        Some(format!(
+            "no publishable key allows origin `{name}`; add it with `lusso keys create --origins`"
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        return Some(ApiError::Forbidden(why).into_response());
+    }
+    let mut answer = axum::http::StatusCode::NO_CONTENT.into_response();
+    let h = answer.headers_mut();
+    allow_origin(h, origin);
+    h.append(
+        header::VARY,
+        HeaderValue::from_static("access-control-request-method, access-control-request-headers"),
+    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, asked.clone());
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(CORS_REQUEST_HEADERS),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(PREFLIGHT_MAX_AGE),
+    );
+    Some(answer)
 }
 
 fn check(

@@ -211,6 +211,114 @@ async fn origins_and_content_types() {
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
+fn preflight(uri: &str, origin: &str, method: &str) -> Request<Body> {
+    req("OPTIONS", uri, None)
+        .header("origin", origin)
+        .header("access-control-request-method", method)
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cors_opens_publishable_routes_to_the_keys_origins_only() {
+    let (app, pk, sk, _dir) = setup(RateLimit::default()).await;
+    // A preflight from an origin a publishable key lists, for a publishable route: allowed, for that origin.
+    let (s, h, body) = call(&app, preflight("/shop", "https://shop.example", "POST")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(h["access-control-allow-origin"], "https://shop.example");
+    assert_eq!(h["access-control-allow-methods"], "POST");
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("authorization"));
+    assert!(h.get_all("vary").iter().any(|v| v == "origin"));
+    // Another origin, or a secret route, or a method that is not one: refused with the reason.
+    let (s, h, body) = call(&app, preflight("/shop", "https://evil.example", "POST")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(h.get("access-control-allow-origin").is_none());
+    assert!(body.contains("https://evil.example"), "{body}");
+    let (s, _, body) = call(&app, preflight("/rules", "https://shop.example", "POST")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("not a storefront route"), "{body}");
+    let (s, _, body) = call(&app, preflight("/shop", "https://shop.example", "P O")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("access-control-request-method"), "{body}");
+    // The request itself: the allowed origin gets its own origin back and the exposed request id; an error
+    // (here 401) carries the header too, so the page can read it.
+    let from = |key: Option<&str>, origin: &str| {
+        req("POST", "/shop", key)
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let (s, h, _) = call(&app, from(Some(&pk), "https://shop.example")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["access-control-allow-origin"], "https://shop.example");
+    assert!(h["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-request-id"));
+    let (s, h, _) = call(&app, from(None, "https://shop.example")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(h["access-control-allow-origin"], "https://shop.example");
+    let (s, h, _) = call(&app, from(Some(&pk), "https://evil.example")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(h.get("access-control-allow-origin").is_none());
+    // A secret route never answers CORS, even to an origin a publishable key lists.
+    let (s, h, _) = call(
+        &app,
+        req("POST", "/rules", Some(&sk))
+            .header("origin", "https://shop.example")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(h.get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn a_wildcard_origin_needs_a_key_that_says_so() {
+    let (app, _pk, _sk, dir) = setup(RateLimit::default()).await;
+    let (s, _, _) = call(&app, preflight("/shop", "https://any.example", "GET")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let keys = Keys::load(Arc::new(FileKeys::in_dir(dir.path())))
+        .await
+        .unwrap();
+    let (open, _) = keys
+        .create(NewKey {
+            name: "open-shop".into(),
+            kind: KeyKind::Publishable,
+            scopes: Default::default(),
+            origins: vec!["*".into()],
+        })
+        .await
+        .unwrap();
+    let edge = Edge::new(keys, policy, vec![]);
+    let app = Router::new()
+        .route("/shop", get(|| async { "ok" }))
+        .route_layer(axum::middleware::from_fn_with_state(edge, authorize));
+    let (s, h, _) = call(&app, preflight("/shop", "https://any.example", "GET")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(h["access-control-allow-origin"], "https://any.example");
+    let (s, h, _) = call(
+        &app,
+        req("GET", "/shop", Some(&open))
+            .header("origin", "https://any.example")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["access-control-allow-origin"], "https://any.example");
+}
+
 #[tokio::test]
 async fn a_publishable_key_over_its_rate_gets_429() {
     let (app, pk, sk, _dir) = setup(RateLimit {
