@@ -59,12 +59,7 @@ impl OrderTokens {
     /// The access token of the order `order_id` (its id as the API prints it).
     pub fn issue(&self, order_id: &str) -> String {
         let bytes = self.mac(order_id).finalize().into_bytes();
-        let mut out = String::with_capacity(3 + 64);
-        out.push_str("ot_");
-        for b in bytes {
-            out.push_str(&format!("{b:02x}"));
-        }
-        out
+        format!("ot_{}", pipelines::access::hex(&bytes))
     }
 
     /// Whether `token` is the access token of `order_id` (compared in constant time).

@@ -217,22 +217,23 @@ impl NewKey {
 pub fn generate(kind: KeyKind) -> String {
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
-    let mut key = String::with_capacity(3 + 48);
-    key.push_str(kind.prefix());
+    format!("{}{}", kind.prefix(), hex(&bytes))
+}
+
+/// Lower-case hex of `bytes` (keys, their hashes, order tokens).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        key.push_str(&format!("{b:02x}"));
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
-    key
+    out
 }
 
 /// Hex SHA-256 of a key.
 pub fn hash(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in digest {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    hex(&Sha256::digest(key.as_bytes()))
 }
 
 /// The caller a request was authenticated as (put in the request's extensions by the edge).
